@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: Apache-2.0 OR MIT
+//! The archive: the pipeline from an envelope and raw bytes to stored
+//! records, and the lookups over them.
+//!
+//! [`Archive::ingest`] analyses the bytes (outside the store's writer, so
+//! that sessions parse and hash in parallel) and then, in one write:
+//! looks the raw digest up and, when the bytes are already stored, records a
+//! sighting and returns the existing receipt id; otherwise it writes the
+//! message record, the blob, the indexes, the thread links and a pending
+//! entry for the stamper. It returns once all of that is on disk, which is
+//! what lets a source acknowledge the message.
+//!
+//! Known limit: in this release the blob of an archive-mode message is kept
+//! unencrypted inside the store file; encryption at rest and hash-only mode
+//! come with the policy engine.
+
+pub mod check;
+pub mod keys;
+pub mod query;
+pub mod record;
+pub mod thread;
+
+use std::path::Path;
+
+use crate::analysis::{Analysis, analyze};
+use crate::envelope::Envelope;
+use crate::id::ReceiptId;
+use crate::store::{Store, StoreError, StoreOptions, Txn};
+
+pub use record::{MessageRecord, Mode, Sighting};
+pub use thread::ThreadId;
+
+/// Errors of archive operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchiveError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store was written by a newer release.
+    #[error(
+        "the store has schema version {found}; this release reads version {supported}; \
+         upgrade mailnotary"
+    )]
+    SchemaTooNew { found: u64, supported: u64 },
+}
+
+/// The schema version this release writes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// What happened to ingested bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    /// New bytes: a message record and receipt id were created.
+    Stored(ReceiptId),
+    /// Bytes already stored under this receipt id; a sighting was added.
+    Sighting(ReceiptId),
+}
+
+impl Ingested {
+    pub fn receipt_id(&self) -> ReceiptId {
+        match self {
+            Ingested::Stored(id) | Ingested::Sighting(id) => *id,
+        }
+    }
+}
+
+/// The archive over an open store.
+pub struct Archive {
+    store: Store,
+}
+
+impl Archive {
+    /// Opens (creating when new) the archive in `data_dir`.
+    pub fn open(data_dir: &Path, options: &StoreOptions) -> Result<Archive, ArchiveError> {
+        let store = Store::open(data_dir, options)?;
+        Archive::with_store(store)
+    }
+
+    /// Uses an already opened store, writing the schema version if new.
+    pub fn with_store(store: Store) -> Result<Archive, ArchiveError> {
+        let key = keys::key(keys::META, &[keys::META_SCHEMA]);
+        match store.get(&key)?.as_deref().and_then(keys::read_u64) {
+            Some(found) if found > SCHEMA_VERSION => {
+                return Err(ArchiveError::SchemaTooNew {
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            Some(_) => {}
+            None => store.write(move |txn| -> Result<(), StoreError> {
+                txn.put(key, SCHEMA_VERSION.to_be_bytes().to_vec());
+                Ok(())
+            })?,
+        }
+        Ok(Archive { store })
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Analyses and stores `raw`; returns once it is durable.
+    pub fn ingest(&self, envelope: Envelope, raw: Vec<u8>) -> Result<Ingested, ArchiveError> {
+        let analysis = analyze(&raw);
+        self.ingest_analyzed(envelope, raw, analysis)
+    }
+
+    /// Stores bytes whose [`Analysis`] the caller already has.
+    pub fn ingest_analyzed(
+        &self,
+        envelope: Envelope,
+        raw: Vec<u8>,
+        analysis: Analysis,
+    ) -> Result<Ingested, ArchiveError> {
+        let result = self
+            .store
+            .write(move |txn| write_message(txn, envelope, raw, analysis))?;
+        Ok(result)
+    }
+
+    /// The record of the message with receipt id `id`.
+    pub fn message(&self, id: &ReceiptId) -> Result<Option<MessageRecord>, ArchiveError> {
+        match self.store.get(&keys::message(id))? {
+            Some(bytes) => Ok(Some(record::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The raw bytes kept for `id`, when the mode kept them.
+    pub fn raw(&self, id: &ReceiptId) -> Result<Option<Vec<u8>>, ArchiveError> {
+        match self.store.get(&keys::blob(id))? {
+            Some(bytes) => match bytes.split_first() {
+                Some((&keys::BLOB_PLAIN_V1, raw)) => Ok(Some(raw.to_vec())),
+                _ => {
+                    Err(StoreError::Corrupt(format!("blob of {id} has an unknown version")).into())
+                }
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// Every sighting of `id` after its first arrival, oldest first.
+    pub fn sightings(&self, id: &ReceiptId) -> Result<Vec<Sighting>, ArchiveError> {
+        let prefix = keys::key(keys::SIGHTING, &[id.as_bytes()]);
+        let mut out = Vec::new();
+        let mut error = None;
+        self.store.scan_prefix(&prefix, &mut |_, v| {
+            match record::decode(v) {
+                Ok(s) => out.push(s),
+                Err(e) => error = Some(e),
+            }
+            error.is_none()
+        })?;
+        match error {
+            Some(e) => Err(e.into()),
+            None => Ok(out),
+        }
+    }
+
+    /// Whether `id` still waits for its timestamp.
+    pub fn is_pending(&self, id: &ReceiptId) -> Result<bool, ArchiveError> {
+        Ok(self.store.get(&keys::pending(id))?.is_some())
+    }
+
+    /// Closes the store after pending writes are committed.
+    pub fn close(self) {
+        self.store.close();
+    }
+}
+
+fn write_message(
+    txn: &mut Txn<'_>,
+    envelope: Envelope,
+    raw: Vec<u8>,
+    analysis: Analysis,
+) -> Result<Ingested, ArchiveError> {
+    let digests = &analysis.digests;
+    let raw_key = keys::by_raw(&digests.raw);
+    if let Some(existing) = txn.get(&raw_key)? {
+        let id = ReceiptId::from_slice(&existing).ok_or_else(|| {
+            StoreError::Corrupt("raw digest index entry is not a receipt id".into())
+        })?;
+        let mut nonce = [0u8; 4];
+        let _ = getrandom::getrandom(&mut nonce);
+        let key = keys::sighting(&id, envelope.received_at, nonce);
+        txn.put(key, record::encode(&Sighting { envelope })?);
+        return Ok(Ingested::Sighting(id));
+    }
+
+    // A fresh id collides with a stored one only if the random source is
+    // broken; try again rather than overwrite.
+    let mut id = ReceiptId::generate(envelope.received_at);
+    while txn.contains(&keys::message(&id))? {
+        id = ReceiptId::generate(envelope.received_at);
+    }
+
+    txn.put(raw_key, id.as_bytes().to_vec());
+    txn.put(
+        keys::by_digest(keys::BY_CANONICAL, &digests.canonical, &id),
+        Vec::new(),
+    );
+    for part in &digests.parts {
+        txn.put(
+            keys::by_digest(keys::BY_PART, &part.sha256, &id),
+            Vec::new(),
+        );
+    }
+
+    let meta = &analysis.metadata;
+    if let Some(mid) = &meta.message_id {
+        txn.put(keys::by_message_id(mid, &id), Vec::new());
+    }
+    for mailbox in meta.from.iter().chain(&meta.to).chain(&meta.cc) {
+        txn.put(keys::by_address(&mailbox.address, &id), Vec::new());
+    }
+    if let Source::Smtp {
+        mail_from, rcpt_to, ..
+    } = &envelope.source
+    {
+        for address in std::iter::once(mail_from).chain(rcpt_to) {
+            if !address.is_empty() {
+                txn.put(keys::by_address(address, &id), Vec::new());
+            }
+        }
+    }
+
+    let node = keys::node_for(meta.message_id.as_deref(), &id);
+    let refs: Vec<&str> = meta
+        .references
+        .iter()
+        .chain(&meta.in_reply_to)
+        .map(String::as_str)
+        .collect();
+    thread::link(txn, &id, &node, &refs)?;
+
+    let record = MessageRecord {
+        receipt_id: id.to_string(),
+        envelope,
+        metadata: analysis.metadata,
+        digests: analysis.digests,
+        anomalies: analysis.anomalies,
+        size: analysis.size,
+        mode: Mode::Archive,
+    };
+    let sort_time = record.sort_time();
+    txn.put(keys::by_date(sort_time, &id), Vec::new());
+    txn.put(keys::message(&id), record::encode(&record)?);
+
+    let mut blob = Vec::with_capacity(raw.len() + 1);
+    blob.push(keys::BLOB_PLAIN_V1);
+    blob.extend_from_slice(&raw);
+    txn.put(keys::blob(&id), blob);
+    txn.put(keys::pending(&id), Vec::new());
+    Ok(Ingested::Stored(id))
+}
+
+use crate::envelope::Source;

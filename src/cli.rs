@@ -1,0 +1,549 @@
+// SPDX-License-Identifier: Apache-2.0 OR MIT
+//! Command-line parsing and the commands' output.
+//!
+//! Exit codes follow one rule across commands: 0 when the command did what
+//! was asked, 1 when it ran but the answer is "no" (nothing found, a check
+//! failed), 2 when it could not do its work (bad arguments, unreadable
+//! input, a store error). Results go to standard output; progress, warnings
+//! and errors go to standard error.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use mailnotary::analysis::{Mailbox, analyze};
+use mailnotary::archive::query::{Query, Selector};
+use mailnotary::archive::{Archive, Ingested, MessageRecord};
+use mailnotary::config::Config;
+use mailnotary::envelope::{Envelope, Source, now_millis};
+use mailnotary::source::{self, Found};
+use mailnotary::store::{BackendKind, StoreOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "mailnotary",
+    version,
+    about = "Archives business e-mail and issues evidence that anyone can check"
+)]
+struct Cli {
+    /// Data directory (store, keys).
+    #[arg(
+        long,
+        global = true,
+        env = "MAILNOTARY_DATA",
+        default_value = "mailnotary-data"
+    )]
+    data: PathBuf,
+    /// Configuration file [default: ./mailnotary.toml when it exists].
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Store backend, overriding the configuration: redb (default) or sled.
+    #[arg(long, global = true)]
+    store: Option<BackendKind>,
+    /// Log more (-v: info, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Store .eml files, Maildir folders and mbox files.
+    Ingest {
+        /// Files and folders to read.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Find messages and threads.
+    Lookup(LookupArgs),
+    /// Re-verify everything the store holds.
+    Check,
+    /// Print the digests of a message file without storing it.
+    Digest {
+        /// The message file (.eml).
+        file: PathBuf,
+        /// Also print the canonical form that was hashed.
+        #[arg(long)]
+        show_canonical: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+#[group(id = "selector", required = true, multiple = false)]
+struct SelectorArgs {
+    /// The whole thread of this Message-ID (any message in it, or one it
+    /// names), thread number or receipt id.
+    #[arg(long, group = "selector")]
+    thread: Option<String>,
+    /// Messages with this Message-ID.
+    #[arg(long, group = "selector")]
+    message_id: Option<String>,
+    /// Messages from, to or copied to this address.
+    #[arg(long, group = "selector")]
+    address: Option<String>,
+    /// Messages whose subject contains this text.
+    #[arg(long, group = "selector")]
+    subject: Option<String>,
+    /// Every message.
+    #[arg(long, group = "selector")]
+    all: bool,
+}
+
+#[derive(Args)]
+struct LookupArgs {
+    #[command(flatten)]
+    selector: SelectorArgs,
+    /// Only messages dated at or after this time (2026-03-01 or RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only messages dated at or before this time (a bare date includes
+    /// the whole day).
+    #[arg(long)]
+    until: Option<String>,
+    /// Print a JSON array.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the command line and returns the exit code.
+pub fn run() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_logging(cli.verbose);
+    mailnotary::analysis::install_panic_filter();
+    match execute(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // A reader such as `head` closing the pipe is not an error.
+            let broken_pipe = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                return 0;
+            }
+            eprintln!("error: {e:#}");
+            2
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn execute(cli: Cli) -> Result<i32> {
+    let config = match &cli.config {
+        Some(path) => Config::load(path, true)?,
+        None => Config::load(Path::new("mailnotary.toml"), false)?,
+    };
+    let options = StoreOptions {
+        backend: cli.store.unwrap_or(config.store.backend),
+        cache_bytes: config.store.cache_mib.saturating_mul(1024 * 1024),
+    };
+    let open = || -> Result<Archive> {
+        Archive::open(&cli.data, &options)
+            .with_context(|| format!("cannot open the archive in {}", cli.data.display()))
+    };
+    match cli.command {
+        Command::Ingest { paths } => ingest(&open()?, &paths),
+        Command::Lookup(args) => lookup(&open()?, &args),
+        Command::Check => check(&open()?),
+        Command::Digest {
+            file,
+            show_canonical,
+            json,
+        } => digest(&file, show_canonical, json),
+    }
+}
+
+#[derive(Default)]
+struct IngestSummary {
+    stored: u64,
+    sightings: u64,
+    with_anomalies: u64,
+    failed: Vec<(PathBuf, String)>,
+    skipped: Vec<(PathBuf, String)>,
+}
+
+fn ingest(archive: &Archive, paths: &[PathBuf]) -> Result<i32> {
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {pos} messages  {per_sec}  {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let summary = Mutex::new(IngestSummary::default());
+    let store_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+
+    // Parsing and hashing run on worker threads; the store's writer groups
+    // their writes into shared commits.
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8);
+    let (work_tx, work_rx) =
+        std::sync::mpsc::sync_channel::<(PathBuf, Option<u64>, Vec<u8>)>(workers * 4);
+    let work_rx = Mutex::new(work_rx);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let item = match work_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((path, mbox_index, bytes)) = item else {
+                        return;
+                    };
+                    let envelope = Envelope {
+                        received_at: now_millis(),
+                        source: Source::Import {
+                            path: path.display().to_string(),
+                            mbox_index,
+                        },
+                    };
+                    // After a store error the remaining items are drained
+                    // unread, so that the walker never waits on a full queue.
+                    if store_error.lock().map(|e| e.is_some()).unwrap_or(true) {
+                        continue;
+                    }
+                    let analysis = analyze(&bytes);
+                    let anomalous = !analysis.anomalies.is_empty();
+                    let outcome = archive.ingest_analyzed(envelope, bytes, analysis);
+                    let Ok(mut s) = summary.lock() else {
+                        continue;
+                    };
+                    match outcome {
+                        Ok(Ingested::Stored(_)) => {
+                            s.stored += 1;
+                            s.with_anomalies += u64::from(anomalous);
+                        }
+                        Ok(Ingested::Sighting(_)) => s.sightings += 1,
+                        Err(e) => {
+                            // A store error ends the import: later writes
+                            // would fail the same way.
+                            if let Ok(mut slot) = store_error.lock() {
+                                slot.get_or_insert(
+                                    anyhow::Error::new(e)
+                                        .context(format!("storing {} failed", path.display())),
+                                );
+                            }
+                            return;
+                        }
+                    }
+                    bar.inc(1);
+                }
+            });
+        }
+        source::walk(paths, &mut |found| match found {
+            Found::Message {
+                path,
+                mbox_index,
+                bytes,
+            } => {
+                bar.set_message(path.display().to_string());
+                let _ = work_tx.send((path, mbox_index, bytes));
+            }
+            Found::Skipped { path, reason } => {
+                if let Ok(mut s) = summary.lock() {
+                    s.skipped.push((path, reason));
+                }
+            }
+            Found::Failed { path, reason } => {
+                if let Ok(mut s) = summary.lock() {
+                    s.failed.push((path, reason));
+                }
+            }
+        });
+        drop(work_tx);
+    });
+    bar.finish_and_clear();
+
+    let summary = summary
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("an ingest worker panicked"))?;
+    if let Some(e) = store_error.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "ingested {} new message{}, {} already present (sighting recorded), {} failed, {} skipped",
+        summary.stored,
+        plural(summary.stored),
+        summary.sightings,
+        summary.failed.len(),
+        summary.skipped.len()
+    )?;
+    if summary.with_anomalies > 0 {
+        writeln!(
+            out,
+            "{} of the new messages have anomalies (malformed or unusual); they are stored \
+             as received, with the anomalies recorded (see lookup --json)",
+            summary.with_anomalies
+        )?;
+    }
+    for (path, reason) in &summary.skipped {
+        writeln!(out, "skipped {}: {reason}", path.display())?;
+    }
+    for (path, reason) in &summary.failed {
+        eprintln!("error: {}: {reason}", path.display());
+    }
+    Ok(if summary.failed.is_empty() { 0 } else { 2 })
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn parse_time(text: &str, end_of_day: bool) -> Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let time = if end_of_day {
+            d.and_hms_opt(23, 59, 59)
+        } else {
+            d.and_hms_opt(0, 0, 0)
+        };
+        if let Some(t) = time {
+            return Ok(t.and_utc().timestamp());
+        }
+    }
+    bail!("cannot read {text:?} as a time: use 2026-03-01 or 2026-03-01T09:30:00+08:00")
+}
+
+fn lookup(archive: &Archive, args: &LookupArgs) -> Result<i32> {
+    let s = &args.selector;
+    let selector = if let Some(t) = &s.thread {
+        Selector::Thread(t.clone())
+    } else if let Some(m) = &s.message_id {
+        Selector::MessageId(m.clone())
+    } else if let Some(a) = &s.address {
+        Selector::Address(a.clone())
+    } else if let Some(t) = &s.subject {
+        Selector::Subject(t.clone())
+    } else {
+        Selector::All
+    };
+    let query = Query {
+        selector: selector.clone(),
+        since: args
+            .since
+            .as_deref()
+            .map(|t| parse_time(t, false))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|t| parse_time(t, true))
+            .transpose()?,
+    };
+    let records = archive.find(&query)?;
+
+    let gaps = match &selector {
+        Selector::Thread(text) => match archive.resolve_thread(text)? {
+            Some(t) => archive.thread(t)?.gaps,
+            None => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut items = Vec::with_capacity(records.len());
+        for r in &records {
+            items.push(message_json(archive, r)?);
+        }
+        serde_json::to_writer_pretty(&mut out, &items)?;
+        writeln!(out)?;
+    } else {
+        if let Selector::Thread(text) = &selector
+            && let Some(t) = archive.resolve_thread(text)?
+        {
+            writeln!(
+                out,
+                "{t}: {} message{}, {} gap{}",
+                records.len(),
+                plural(records.len() as u64),
+                gaps.len(),
+                plural(gaps.len() as u64)
+            )?;
+        }
+        for r in &records {
+            let status = if archive.is_pending(&r.id()?)? {
+                "pending"
+            } else {
+                "stamped"
+            };
+            writeln!(
+                out,
+                "{}  {}  {}  {}  {}",
+                r.metadata.date.as_deref().unwrap_or("(no date)"),
+                join_mailboxes(&r.metadata.from),
+                r.metadata.subject.as_deref().unwrap_or("(no subject)"),
+                status,
+                r.receipt_id
+            )?;
+        }
+        for gap in &gaps {
+            writeln!(out, "gap: <{gap}> is referenced but not in the archive")?;
+        }
+    }
+    if records.is_empty() {
+        eprintln!("no message matches");
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+fn join_mailboxes(list: &[Mailbox]) -> String {
+    list.iter()
+        .map(|m| m.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn millis_rfc3339(millis: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis as i64)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn message_json(archive: &Archive, r: &MessageRecord) -> Result<serde_json::Value> {
+    let id = r.id()?;
+    let pending = archive.is_pending(&id)?;
+    let thread = archive.thread_of(r)?;
+    let sightings = archive.sightings(&id)?.len();
+    let m = &r.metadata;
+    Ok(json!({
+        "receipt_id": r.receipt_id,
+        "message_id": m.message_id,
+        "thread_id": thread.to_string(),
+        "date": m.date,
+        "from": m.from,
+        "to": m.to,
+        "cc": m.cc,
+        "subject": m.subject,
+        "in_reply_to": m.in_reply_to,
+        "references": m.references,
+        "status": if pending { "pending" } else { "stamped" },
+        "stamped_at": serde_json::Value::Null,
+        "received_at": millis_rfc3339(r.envelope.received_at),
+        "source": r.envelope.source,
+        "raw_sha256": r.digests.raw,
+        "canonical_sha256": r.digests.canonical,
+        "canonical_algorithm": r.digests.canonical_algorithm,
+        "parts": r.digests.parts,
+        "size": r.size,
+        "mode": r.mode.name(),
+        "anomalies": r.anomalies,
+        "sightings": sightings,
+    }))
+}
+
+fn check(archive: &Archive) -> Result<i32> {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::hidden()
+    };
+    let report = archive.check(&mut |n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    for p in &report.problems {
+        writeln!(out, "problem: {}: {}", p.subject, p.detail)?;
+    }
+    writeln!(
+        out,
+        "checked {} message{} ({} with stored bytes hashed again): {}",
+        report.messages,
+        plural(report.messages),
+        report.blobs,
+        if report.problems.is_empty() {
+            "no problems".to_string()
+        } else {
+            format!("{} problem(s)", report.problems.len())
+        }
+    )?;
+    Ok(if report.problems.is_empty() { 0 } else { 1 })
+}
+
+fn digest(file: &Path, show_canonical: bool, as_json: bool) -> Result<i32> {
+    let raw = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let analysis = analyze(&raw);
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        serde_json::to_writer_pretty(
+            &mut out,
+            &json!({
+                "raw_sha256": analysis.digests.raw,
+                "canonical_sha256": analysis.digests.canonical,
+                "canonical_algorithm": analysis.digests.canonical_algorithm,
+                "parts": analysis.digests.parts,
+                "metadata": analysis.metadata,
+                "anomalies": analysis.anomalies,
+            }),
+        )?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "raw        {}", analysis.digests.raw)?;
+        writeln!(
+            out,
+            "canonical  {}  ({})",
+            analysis.digests.canonical, analysis.digests.canonical_algorithm
+        )?;
+        for p in &analysis.digests.parts {
+            writeln!(
+                out,
+                "part {:<5} {}  {} bytes  {}{}",
+                p.path,
+                p.sha256,
+                p.size,
+                p.content_type,
+                p.filename
+                    .as_deref()
+                    .map(|f| format!("  {f}"))
+                    .unwrap_or_default()
+            )?;
+        }
+        for a in &analysis.anomalies {
+            writeln!(out, "anomaly    {}", a.name())?;
+        }
+    }
+    if show_canonical {
+        out.write_all(b"--- canonical form ---\n")?;
+        out.write_all(&mailnotary::canonical::canonicalize(&raw))?;
+    }
+    Ok(0)
+}

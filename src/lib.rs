@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: Apache-2.0 OR MIT
+//! mailnotary turns business e-mail into evidence that anyone can check.
+//!
+//! The crate is organised along the path a message takes:
+//!
+//! - [`envelope`] describes where a message came from (an SMTP session, an
+//!   IMAP folder, a file on disk). Sources fill it in; nothing downstream
+//!   knows their protocol.
+//! - [`canonical`] and [`analysis`] form the evidence core: raw bytes in,
+//!   metadata, anomalies and the three kinds of digest out (raw, canonical,
+//!   one per MIME leaf part). They know nothing about storage or protocols.
+//! - [`store`] owns the ordered key-value interface and its two embedded
+//!   backends (redb, the default, and sled), with one writer thread that
+//!   groups concurrent writes into one durable commit.
+//! - [`archive`] is the pipeline on top of the store: it deduplicates by raw
+//!   digest, records sightings, keeps the indexes and the threads, answers
+//!   lookups and re-checks what it holds.
+//! - [`source`] reads mail from files on disk (`.eml`, Maildir, mbox) for the
+//!   `ingest` command.
+//!
+//! `docs/architecture.md` walks through the same layout with a message's
+//! journey, and `docs/formats.md` specifies every byte layout that is
+//! hashed or stored.
+
+pub mod analysis;
+pub mod archive;
+pub mod canonical;
+pub mod config;
+pub mod envelope;
+pub mod id;
+pub mod source;
+pub mod store;
