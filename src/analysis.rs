@@ -180,8 +180,8 @@ pub enum Anomaly {
     BareCr,
     /// The message contains NUL bytes.
     NulBytes,
-    /// Header fields contain bytes outside US-ASCII without a declared
-    /// encoding.
+    /// The header section (up to the first empty line) contains bytes
+    /// outside US-ASCII: raw UTF-8 (RFC 6532) or an undeclared charset.
     EightBitHeaders,
     /// A part's transfer encoding or charset could not be decoded cleanly.
     EncodingProblem,
@@ -309,11 +309,11 @@ fn scan_bytes(raw: &[u8], anomalies: &mut Vec<Anomaly>) {
     if raw[..header_end].iter().any(|&b| b >= 0x80) {
         anomalies.push(Anomaly::EightBitHeaders);
     }
-    if header_end == 0 || canonical::field_name_len(first_line(raw)).is_none() {
-        let first = first_line(raw);
-        if !first.starts_with(b"From ") {
-            anomalies.push(Anomaly::NoHeader);
-        }
+    let first = first_line(raw);
+    if header_end == 0
+        || (canonical::field_name_len(first).is_none() && !canonical::is_mbox_separator(first))
+    {
+        anomalies.push(Anomaly::NoHeader);
     }
     for (flag, anomaly) in [
         (bare_lf, Anomaly::BareLf),

@@ -74,11 +74,10 @@ pub fn digest(raw: &[u8]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-/// One line of the message without its line end, and whether a line end
-/// (LF, with or without CR before it) followed it.
+/// One line of the message without its line end (LF, with or without CR
+/// before it).
 struct Line<'a> {
     content: &'a [u8],
-    terminated: bool,
 }
 
 /// Splits on LF; a CR right before the LF belongs to the line end. This is
@@ -96,18 +95,12 @@ fn lines(raw: &[u8]) -> impl Iterator<Item = Line<'_>> {
                     content = stripped;
                 }
                 rest = &rest[at + 1..];
-                Some(Line {
-                    content,
-                    terminated: true,
-                })
+                Some(Line { content })
             }
             None => {
                 let content = rest;
                 rest = &[];
-                Some(Line {
-                    content,
-                    terminated: false,
-                })
+                Some(Line { content })
             }
         }
     })
@@ -136,6 +129,11 @@ pub(crate) fn field_name_len(line: &[u8]) -> Option<usize> {
     (after_name.get(wsp) == Some(&b':')).then_some(name_len)
 }
 
+/// Whether `line` is an mbox "From " separator rather than a header field.
+pub fn is_mbox_separator(line: &[u8]) -> bool {
+    line.starts_with(b"From ") && field_name_len(line).is_none()
+}
+
 /// A header field as found: its name and the pieces of its value, the first
 /// being the rest of the first line after the colon, each further one a
 /// continuation line (starting with white space).
@@ -148,8 +146,9 @@ fn write_canonical(raw: &[u8], sink: &mut dyn FnMut(&[u8])) {
     let mut fields: Vec<Field<'_>> = Vec::new();
     let mut iter = lines(raw).peekable();
 
-    // An mbox separator left at the top of a saved file is not a header.
-    if iter.peek().is_some_and(|l| l.content.starts_with(b"From ")) {
+    // An mbox separator left at the top of a saved file is not a header;
+    // "From : x" (obsolete syntax, a real field) is not a separator.
+    if iter.peek().is_some_and(|l| is_mbox_separator(l.content)) {
         iter.next();
     }
 
@@ -160,9 +159,6 @@ fn write_canonical(raw: &[u8], sink: &mut dyn FnMut(&[u8])) {
     for line in iter.by_ref() {
         let content = line.content;
         if content.is_empty() {
-            if !line.terminated {
-                break;
-            }
             break;
         }
         if is_wsp(content[0]) {
@@ -262,6 +258,14 @@ mod tests {
         assert_eq!(field_name_len(b": x"), None);
         assert_eq!(field_name_len(b"no colon here"), None);
         assert_eq!(field_name_len(b"From sender@example Mon 12:00"), None);
+        assert!(is_mbox_separator(
+            b"From sender@example Mon Feb  2 12:00:00 2026"
+        ));
+        assert!(!is_mbox_separator(b"From : a@example"));
+        assert_eq!(
+            canonicalize(b"From : a@example\r\n\r\nb\r\n"),
+            b"from:a@example\r\n\r\nb\r\n"
+        );
     }
 
     #[test]

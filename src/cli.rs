@@ -42,7 +42,8 @@ struct Cli {
     /// Configuration file [default: ./mailnotary.toml when it exists].
     #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// Store backend, overriding the configuration: redb (default) or sled.
+    /// Store backend for a new data directory: redb (default) or sled.
+    /// An existing store opens with its own engine unless this is given.
     #[arg(long, global = true)]
     store: Option<BackendKind>,
     /// Log more (-v: info, -vv: debug). RUST_LOG overrides.
@@ -163,7 +164,13 @@ fn execute(cli: Cli) -> Result<i32> {
         None => Config::load(Path::new("mailnotary.toml"), false)?,
     };
     let options = StoreOptions {
-        backend: cli.store.unwrap_or(config.store.backend),
+        // An explicit choice is checked against the store found; without
+        // one, an existing store opens with its own engine.
+        backend: cli
+            .store
+            .or(config.store.backend)
+            .or_else(|| mailnotary::store::detect_backend(&cli.data))
+            .unwrap_or_default(),
         cache_bytes: config.store.cache_mib.saturating_mul(1024 * 1024),
     };
     let open = || -> Result<Archive> {

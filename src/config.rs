@@ -44,8 +44,9 @@ impl Default for GatewayConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
+    /// The engine; when unset, an existing store's engine, else redb.
     #[serde(default)]
-    pub backend: BackendKind,
+    pub backend: Option<BackendKind>,
     /// The engine's page cache in MiB.
     #[serde(default = "default_cache_mib")]
     pub cache_mib: usize,
@@ -58,7 +59,7 @@ fn default_cache_mib() -> usize {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            backend: BackendKind::default(),
+            backend: None,
             cache_mib: default_cache_mib(),
         }
     }

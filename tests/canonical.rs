@@ -183,3 +183,32 @@ fn canonical_form_is_what_the_docs_say() {
     assert!(form.contains("content-transfer-encoding:8bit\r\n\r\nDear Mr Li,\r\n\r\nwe order"));
     assert!(form.ends_with("Regards, Anna\r\n"));
 }
+
+/// The vectors in tests/data/canonical are the ones docs/formats.md points
+/// to; another implementation can run the same files.
+#[test]
+fn published_test_vectors_match() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/canonical");
+    let mut count = 0;
+    let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    inputs.sort();
+    for input in inputs {
+        let raw = std::fs::read(&input).unwrap();
+        let canonical = std::fs::read(input.with_extension("canonical")).unwrap();
+        let sha = std::fs::read_to_string(input.with_extension("sha256")).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&canonicalize(&raw)),
+            String::from_utf8_lossy(&canonical),
+            "{}",
+            input.display()
+        );
+        assert_eq!(hex::encode(digest(&raw)), sha.trim(), "{}", input.display());
+        count += 1;
+    }
+    assert!(count >= 8, "only {count} vectors");
+}

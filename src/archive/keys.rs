@@ -3,10 +3,13 @@
 //!
 //! All tables share the store's one ordered key space; the first byte of a
 //! key names its table. Numbers in keys are big-endian so that byte order is
-//! numeric order; strings in the middle of a key end with a 0x00 byte (which
-//! cannot occur in a Message-ID or an address) so that a prefix scan for one
-//! string does not run into a longer one. Every value starts with a version
-//! byte. `docs/formats.md` lists the same layout for readers of the store.
+//! numeric order; strings in the middle of a key end with a 0x00 byte so
+//! that a prefix scan for one string does not run into a longer one. RFC 5322
+//! allows no NUL in a Message-ID or an address; a hostile one that holds a
+//! NUL only confuses its own index entries, since every hit is read back from
+//! the message record. Records and blobs start with a version byte; index
+//! values are empty, a receipt id or a big-endian number. `docs/formats.md`
+//! lists the same layout for readers of the store.
 
 use crate::analysis::Sha256Digest;
 use crate::id::ReceiptId;

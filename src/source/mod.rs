@@ -21,7 +21,7 @@ use std::fs;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::canonical::field_name_len;
+use crate::canonical::{field_name_len, is_mbox_separator};
 
 /// Files larger than this are refused by `ingest` (the SMTP listener has its
 /// own, configurable limit).
@@ -90,9 +90,13 @@ fn walk_path(path: &Path, named: bool, found: &mut dyn FnMut(Found)) {
         Ok(f) => f,
         Err(e) => return found(failed(io_reason(&e))),
     };
-    let mut head = [0u8; 5];
+    let mut head = [0u8; 1024];
     let head_len = read_up_to(&mut file, &mut head);
-    if &head[..head_len] == b"From " {
+    let first_line = head[..head_len]
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default();
+    if is_mbox_separator(first_line) {
         return walk_mbox(path, found);
     }
     let bytes = match fs::read(path) {

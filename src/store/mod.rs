@@ -6,8 +6,8 @@
 //! prefix, big-endian keys, versioned values) is owned by
 //! [`crate::archive::keys`] and documented in `docs/formats.md`.
 //!
-//! A [`Backend`] has four operations: get, ordered scan, and an atomic batch
-//! commit that is on disk before it returns. That small surface is what
+//! A [`Backend`] has three operations: get, ordered scan, and an atomic batch
+//! commit of puts and deletes that is on disk before it returns. That small surface is what
 //! both embedded engines implement here ([`redb_backend`], the default, and
 //! [`sled_backend`]), and what a distributed engine could implement later.
 //!
@@ -128,6 +128,17 @@ impl std::str::FromStr for BackendKind {
             "sled" => Ok(BackendKind::Sled),
             other => Err(format!("unknown store {other:?}; expected redb or sled")),
         }
+    }
+}
+
+/// The engine of the store already in `dir`, if there is one.
+pub fn detect_backend(dir: &Path) -> Option<BackendKind> {
+    if dir.join(redb_backend::FILE_NAME).exists() {
+        Some(BackendKind::Redb)
+    } else if dir.join(sled_backend::DIR_NAME).exists() {
+        Some(BackendKind::Sled)
+    } else {
+        None
     }
 }
 

@@ -21,7 +21,9 @@
 //! to the store's configured cache size (sled's own default of 1 GiB would
 //! dominate the gateway's memory).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::{Backend, Change, StoreError};
 
@@ -32,6 +34,11 @@ pub const DIR_NAME: &str = "sled";
 pub struct SledBackend {
     db: sled::Db,
     path: PathBuf,
+    /// Files below `blobs/` already fsynced. sled writes each large value
+    /// once into its own blob file and never changes it, so each needs one
+    /// fsync, not one per commit (that made a commit's cost grow with the
+    /// size of the store).
+    synced_blobs: Mutex<HashSet<PathBuf>>,
 }
 
 fn backend_error(e: impl std::fmt::Display) -> StoreError {
@@ -63,26 +70,42 @@ impl SledBackend {
         Ok(SledBackend {
             db,
             path: path.to_path_buf(),
+            synced_blobs: Mutex::new(HashSet::new()),
         })
     }
 
-    /// fsyncs every file below the database folder, then the folders.
+    /// fsyncs the database's files (blob files only when new), then its
+    /// folders, so that new directory entries are durable too.
     fn sync_files(&self) -> Result<(), StoreError> {
-        sync_tree(&self.path).map_err(|e| backend_error(format!("fsync: {e}")))
+        self.sync_dir(&self.path)
+            .map_err(|e| backend_error(format!("fsync: {e}")))
     }
-}
 
-fn sync_tree(dir: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        if entry.file_type()?.is_dir() {
-            sync_tree(&path)?;
-        } else {
-            std::fs::File::open(&path)?.sync_all()?;
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        let in_blobs = dir.file_name().is_some_and(|n| n == "blobs");
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                self.sync_dir(&path)?;
+                continue;
+            }
+            if in_blobs {
+                let mut synced = self
+                    .synced_blobs
+                    .lock()
+                    .map_err(|_| std::io::Error::other("blob set lock poisoned"))?;
+                if synced.contains(&path) {
+                    continue;
+                }
+                std::fs::File::open(&path)?.sync_all()?;
+                synced.insert(path);
+            } else {
+                std::fs::File::open(&path)?.sync_all()?;
+            }
         }
+        std::fs::File::open(dir)?.sync_all()
     }
-    std::fs::File::open(dir)?.sync_all()
 }
 
 impl Backend for SledBackend {
