@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0 OR MIT
 //! The archive pipeline through the library: deduplication, threads, gaps
 //! and the store check.
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
 
 use mailnotary::archive::query::{Query, Selector};
 use mailnotary::archive::{Archive, Ingested, keys};

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0 OR MIT
 //! The canonical digest absorbs what differs between two mailboxes' copies
 //! of one message, and nothing a reader would notice.
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
 
 use mailnotary::analysis::analyze;
 use mailnotary::canonical::{canonicalize, digest};

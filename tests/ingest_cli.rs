@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0 OR MIT
 //! `mailnotary ingest`, `lookup` and `check` as a user runs them.
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0 OR MIT
 //! The store's contract, run against both backends.
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 
