@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Runs every test of mailnotary on a fresh Debian machine.
+#
+# It installs what the interoperability tests need when it can (Debian
+# packages through apt-get when run as root), then runs the whole suite in
+# debug mode. When a tool cannot be installed, the tests that need it say
+# SKIPPED with the reason, and this script lists them at the end.
+#
+#   bash tests/run-all.sh            # everything
+#   bash tests/run-all.sh threading  # extra arguments go to cargo test
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the interop tests use, with the command that proves each
+# one is there.
+packages=(
+  "dovecot-imapd:/usr/sbin/dovecot"   # threading compared with THREAD REFS
+  "python3:python3"                   # oracles under tests/support
+)
+
+missing=()
+for entry in "${packages[@]}"; do
+  pkg=${entry%%:*}
+  probe=${entry#*:}
+  command -v "$probe" >/dev/null 2>&1 || [ -x "$probe" ] || missing+=("$pkg")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # The install leaves the system's own services stopped: the tests start
+    # private instances with their own configuration.
+    apt-get update -qq >/dev/null &&
+      apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+      echo "warning: apt-get could not install ${missing[*]}"
+    for svc in dovecot; do
+      if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
+      service "$svc" stop >/dev/null 2>&1 || true
+    done
+  else
+    echo "note: not root or no apt-get; cannot install ${missing[*]}"
+  fi
+fi
+
+skipped=()
+require=1
+[ -x /usr/sbin/dovecot ] || { skipped+=("Dovecot threading comparison: dovecot-imapd is not installed"); require=0; }
+command -v python3 >/dev/null 2>&1 || { skipped+=("Python oracles: python3 is not installed"); require=0; }
+# With every tool present, a test that would skip fails instead, so that a
+# broken install cannot pass silently.
+export MAILNOTARY_REQUIRE_INTEROP=$require
+
+cargo test --locked "$@"
+status=$?
+
+if [ ${#skipped[@]} -gt 0 ]; then
+  echo
+  echo "SKIPPED (tests that could not run here):"
+  for s in "${skipped[@]}"; do echo "  - $s"; done
+fi
+exit $status
