@@ -297,8 +297,8 @@ pub fn install_panic_filter() {
 /// Byte-level anomalies, found in one pass.
 fn scan_bytes(raw: &[u8], anomalies: &mut Vec<Anomaly>) {
     let (mut bare_lf, mut bare_cr, mut nul) = (false, false, false);
-    for (i, &b) in raw.iter().enumerate() {
-        match b {
+    for i in memchr::memchr3_iter(b'\n', b'\r', 0, raw) {
+        match raw[i] {
             b'\n' if i == 0 || raw[i - 1] != b'\r' => bare_lf = true,
             b'\r' if raw.get(i + 1) != Some(&b'\n') => bare_cr = true,
             0 => nul = true,
