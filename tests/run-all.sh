@@ -51,12 +51,20 @@ command -v python3 >/dev/null 2>&1 || { skipped+=("Python oracles: python3 is no
 # broken install cannot pass silently.
 export MAILNOTARY_REQUIRE_INTEROP=$require
 
-cargo test --locked "$@"
-status=$?
+log=$(mktemp)
+cargo test --locked "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+
+# One closing line for the whole run, summed over every test binary.
+summary=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "summary: %d passed, %d failed", p, f }' "$log")
+rm -f "$log"
 
 if [ ${#skipped[@]} -gt 0 ]; then
   echo
   echo "SKIPPED (tests that could not run here):"
   for s in "${skipped[@]}"; do echo "  - $s"; done
 fi
+echo
+echo "$summary"
 exit $status
