@@ -183,3 +183,17 @@ fn the_other_backend_is_refused_by_name() {
         "{text}"
     );
 }
+
+#[test]
+fn a_panicking_write_is_reported_and_the_writer_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &options(BackendKind::Redb)).unwrap();
+    let result = store.write(|txn| -> Result<(), StoreError> {
+        txn.put(b"lost".to_vec(), b"x".to_vec());
+        panic!("a bug inside a write");
+    });
+    assert!(matches!(result, Err(StoreError::Bug(_))));
+    put(&store, b"after", b"ok");
+    assert_eq!(store.get(b"after").unwrap().as_deref(), Some(&b"ok"[..]));
+    assert_eq!(store.get(b"lost").unwrap(), None);
+}

@@ -274,9 +274,12 @@ impl Store {
             return Err(StoreError::WriterGone.into());
         };
         jobs_tx.send(job).map_err(|_| StoreError::WriterGone)?;
-        result_rx
-            .recv()
-            .unwrap_or_else(|_| Err(StoreError::WriterGone.into()))
+        result_rx.recv().unwrap_or_else(|_| {
+            Err(
+                StoreError::Bug("a store write panicked; none of its changes were stored".into())
+                    .into(),
+            )
+        })
     }
 
     /// Stops the writer after the queued writes are committed.
@@ -323,7 +326,16 @@ fn writer_loop(backend: &dyn Backend, jobs_rx: mpsc::Receiver<Job>) {
                 own: BTreeMap::new(),
                 discarded: false,
             };
-            replies.push(job(&mut txn));
+            // A write closure that panics (a bug) must not take the writer,
+            // and with it every later write, down: its writes are dropped
+            // and its caller gets a bug report instead of an answer.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut txn))) {
+                Ok(reply) => replies.push(reply),
+                Err(_) => {
+                    txn.discard_job();
+                    tracing::error!("a store write panicked; its changes were dropped");
+                }
+            }
             if !txn.discarded {
                 let own = std::mem::take(&mut txn.own);
                 group.extend(own);
