@@ -213,11 +213,13 @@ fn ingest(archive: &Archive, paths: &[PathBuf]) -> Result<i32> {
     let store_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
 
     // Parsing and hashing run on worker threads; the store's writer groups
-    // their writes into shared commits.
+    // their writes into shared commits. A worker spends much of its time
+    // waiting for its commit's fsync, so there are more workers than cores:
+    // the more writes wait together, the fewer fsyncs per message.
     let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(2, 8);
+        .map(|n| n.get() * 4)
+        .unwrap_or(8)
+        .clamp(4, 32);
     let (work_tx, work_rx) =
         std::sync::mpsc::sync_channel::<(PathBuf, Option<u64>, Vec<u8>)>(workers * 4);
     let work_rx = Mutex::new(work_rx);
