@@ -378,14 +378,17 @@ fn lookup(archive: &Archive, args: &LookupArgs) -> Result<i32> {
             .map(|t| parse_time(t, true))
             .transpose()?,
     };
-    let records = archive.find(&query)?;
-
-    let gaps = match &selector {
+    // A thread lookup reads the thread once, for its messages and its gaps.
+    let (records, thread) = match &selector {
         Selector::Thread(text) => match archive.resolve_thread(text)? {
-            Some(t) => archive.thread(t)?.gaps,
-            None => Vec::new(),
+            Some(t) => {
+                let mut view = archive.thread(t)?;
+                view.messages.retain(|r| query.in_range(r));
+                (std::mem::take(&mut view.messages), Some(view))
+            }
+            None => (Vec::new(), None),
         },
-        _ => Vec::new(),
+        _ => (archive.find(&query)?, None),
     };
 
     let mut out = std::io::stdout().lock();
@@ -397,16 +400,15 @@ fn lookup(archive: &Archive, args: &LookupArgs) -> Result<i32> {
         serde_json::to_writer_pretty(&mut out, &items)?;
         writeln!(out)?;
     } else {
-        if let Selector::Thread(text) = &selector
-            && let Some(t) = archive.resolve_thread(text)?
-        {
+        if let Some(view) = &thread {
             writeln!(
                 out,
-                "{t}: {} message{}, {} gap{}",
+                "{}: {} message{}, {} gap{}",
+                view.id,
                 records.len(),
                 plural(records.len() as u64),
-                gaps.len(),
-                plural(gaps.len() as u64)
+                view.gaps.len(),
+                plural(view.gaps.len() as u64)
             )?;
         }
         for r in &records {
@@ -425,7 +427,7 @@ fn lookup(archive: &Archive, args: &LookupArgs) -> Result<i32> {
                 r.receipt_id
             )?;
         }
-        for gap in &gaps {
+        for gap in thread.iter().flat_map(|v| &v.gaps) {
             writeln!(out, "gap: <{gap}> is referenced but not in the archive")?;
         }
     }

@@ -23,7 +23,7 @@ pub mod thread;
 use std::path::Path;
 
 use crate::analysis::{Analysis, analyze};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Source};
 use crate::id::ReceiptId;
 use crate::store::{Store, StoreError, StoreOptions, Txn};
 
@@ -254,5 +254,3 @@ fn write_message(
     txn.put(keys::pending(&id), Vec::new());
     Ok(Ingested::Stored(id))
 }
-
-use crate::envelope::Source;

@@ -57,13 +57,17 @@ pub fn normalize_message_id(text: &str) -> &str {
         .unwrap_or(text)
 }
 
+impl Query {
+    /// Whether `record` falls within the query's date range.
+    pub fn in_range(&self, record: &MessageRecord) -> bool {
+        let t = record.sort_time();
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
+    }
+}
+
 impl Archive {
     /// Runs a lookup; messages come back in date order.
     pub fn find(&self, query: &Query) -> Result<Vec<MessageRecord>, ArchiveError> {
-        let in_range = |r: &MessageRecord| {
-            let t = r.sort_time();
-            query.since.is_none_or(|s| t >= s) && query.until.is_none_or(|u| t <= u)
-        };
         let mut records = match &query.selector {
             Selector::Thread(text) => match self.resolve_thread(text)? {
                 Some(thread) => self.thread_records(thread)?,
@@ -88,7 +92,7 @@ impl Archive {
             }
             Selector::All => self.records_by_date(query.since, query.until, &mut |_| true)?,
         };
-        records.retain(in_range);
+        records.retain(|r| query.in_range(r));
         records.sort_by(|a, b| (a.sort_time(), &a.receipt_id).cmp(&(b.sort_time(), &b.receipt_id)));
         Ok(records)
     }
