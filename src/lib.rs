@@ -15,6 +15,8 @@
 //! - [`archive`] is the pipeline on top of the store: it deduplicates by raw
 //!   digest, records sightings, keeps the indexes and the threads, answers
 //!   lookups and re-checks what it holds.
+//! - [`hashtree`] is the arithmetic of RFC 4998 hash trees, which the
+//!   stamper will use to put a batch of messages under one timestamp.
 //! - [`source`] reads mail from files on disk (`.eml`, Maildir, mbox) for the
 //!   `ingest` command.
 //!
@@ -27,6 +29,7 @@ pub mod archive;
 pub mod canonical;
 pub mod config;
 pub mod envelope;
+pub mod hashtree;
 pub mod id;
 pub mod source;
 pub mod store;
