@@ -16,6 +16,8 @@ cd "$(dirname "$0")/.."
 packages=(
   "dovecot-imapd:/usr/sbin/dovecot"   # threading compared with THREAD REFS
   "python3:python3"                   # oracles under tests/support
+  "default-jre-headless:java"         # runs the Bouncy Castle checker
+  "libbcpkix-java:/usr/share/java/bcpkix.jar"  # RFC 4998 hash trees
 )
 
 missing=()
@@ -47,6 +49,8 @@ skipped=()
 require=1
 [ -x /usr/sbin/dovecot ] || { skipped+=("Dovecot threading comparison: dovecot-imapd is not installed"); require=0; }
 command -v python3 >/dev/null 2>&1 || { skipped+=("Python oracles: python3 is not installed"); require=0; }
+{ command -v java >/dev/null 2>&1 && [ -f /usr/share/java/bcpkix.jar ]; } ||
+  { skipped+=("Bouncy Castle hash-tree check: java or libbcpkix-java is not installed"); require=0; }
 # With every tool present, a test that would skip fails instead, so that a
 # broken install cannot pass silently.
 export MAILNOTARY_REQUIRE_INTEROP=$require

@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: Apache-2.0 OR MIT
+//! RFC 4998 hash trees checked by Bouncy Castle's `org.bouncycastle.tsp.ers`:
+//! the same root over the same leaves, and every reduced tree leads there.
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fmt::Write;
+use std::path::Path;
+use std::process::Command;
+
+use common::{have, root, skip};
+use mailnotary::hashtree::{Hash, HashTree};
+use sha2::{Digest, Sha256};
+
+const JARS: [&str; 3] = [
+    "/usr/share/java/bcprov.jar",
+    "/usr/share/java/bcutil.jar",
+    "/usr/share/java/bcpkix.jar",
+];
+
+#[test]
+fn bouncy_castle_agrees_on_roots_and_reduced_trees() {
+    let test = "bouncy_castle_agrees_on_roots_and_reduced_trees";
+    if !have("java") {
+        return skip(
+            test,
+            "java is not installed (Debian package default-jre-headless)",
+        );
+    }
+    if let Some(jar) = JARS.iter().find(|j| !Path::new(j).exists()) {
+        return skip(
+            test,
+            &format!("{jar} is missing (Debian package libbcpkix-java)"),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Sizes around powers of two, where odd nodes move up.
+    for n in [1u32, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 100] {
+        let leaves: Vec<Hash> = (0..n)
+            .map(|i| Sha256::digest([n.to_be_bytes(), i.to_be_bytes()].concat()).into())
+            .collect();
+        let tree = HashTree::build(&leaves).unwrap();
+        let mut text = format!("root {}\n", hex::encode(tree.root()));
+        for leaf in &leaves {
+            let lists: Vec<String> = tree
+                .reduced(leaf)
+                .unwrap()
+                .iter()
+                .map(|list| list.iter().map(hex::encode).collect::<Vec<_>>().join(","))
+                .collect();
+            writeln!(
+                text,
+                "leaf {} reduced {}",
+                hex::encode(leaf),
+                lists.join(";")
+            )
+            .unwrap();
+        }
+        let file = dir.path().join(format!("tree-{n}.txt"));
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new("java")
+            .arg("-cp")
+            .arg(JARS.join(":"))
+            .arg(root().join("tests/support/BcHashTree.java"))
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.trim() == format!("ok {n}"),
+            "{n} leaves: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
