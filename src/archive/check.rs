@@ -35,16 +35,23 @@ impl Archive {
     /// Checks every stored message; `progress` is called after each one.
     pub fn check(&self, progress: &mut dyn FnMut(u64)) -> Result<CheckReport, ArchiveError> {
         let mut report = CheckReport::default();
-        let mut entries = Vec::new();
-        self.store().scan_prefix(&[keys::MESSAGE], &mut |k, v| {
-            entries.push((k.to_vec(), v.to_vec()));
-            // Records are read in chunks to bound memory on large stores.
-            entries.len() < 1024
-        })?;
-        let mut next_start: Option<Vec<u8>> = None;
+        // Records are read in chunks of CHUNK to bound memory on large
+        // stores; each chunk starts just after the last key of the one before.
+        const CHUNK: usize = 1024;
+        let end = [keys::MESSAGE + 1];
+        let mut start = vec![keys::MESSAGE];
+        let mut entries = Vec::with_capacity(CHUNK);
         loop {
+            self.store().scan(&start, &end, &mut |k, v| {
+                entries.push((k.to_vec(), v.to_vec()));
+                entries.len() < CHUNK
+            })?;
+            let Some((last, _)) = entries.last() else {
+                break;
+            };
+            start = last.clone();
+            start.push(0);
             for (key, value) in entries.drain(..) {
-                next_start = Some(key.clone());
                 report.messages += 1;
                 match record::decode::<MessageRecord>(&value) {
                     Ok(r) => self.check_one(&r, &mut report)?,
@@ -54,19 +61,6 @@ impl Archive {
                     }),
                 }
                 progress(report.messages);
-            }
-            let Some(after) = next_start.take() else {
-                break;
-            };
-            let mut start = after.clone();
-            start.push(0);
-            self.store()
-                .scan(&start, &[keys::MESSAGE + 1], &mut |k, v| {
-                    entries.push((k.to_vec(), v.to_vec()));
-                    entries.len() < 1024
-                })?;
-            if entries.is_empty() {
-                break;
             }
         }
         Ok(report)
