@@ -36,8 +36,9 @@ pub const MAX_REFERENCES: usize = 500;
 /// 998 characters).
 pub const MAX_MESSAGE_ID_LEN: usize = 998;
 
-/// Nested attached messages deeper than this are not walked for parts.
-const MAX_PART_DEPTH: usize = 32;
+/// Parts nested deeper than this (multiparts and attached messages
+/// together) are not walked; the message gets [`Anomaly::NestingTooDeep`].
+const MAX_PART_DEPTH: usize = 64;
 
 /// A SHA-256 value, written as 64 lowercase hex digits in JSON and text.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -187,7 +188,8 @@ pub enum Anomaly {
     EncodingProblem,
     /// References or In-Reply-To held more IDs than are kept.
     ReferencesTruncated,
-    /// Attached messages were nested deeper than the parts walk goes.
+    /// Multiparts or attached messages were nested deeper than the parts
+    /// walk goes.
     NestingTooDeep,
 }
 
@@ -448,10 +450,37 @@ fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
 
 /// Walks the part tree of `message`, appending a digest per part.
 /// `prefix` is the section number of the attached message being walked,
-/// empty for the top level.
+/// empty for the top level. A single-part message's body is part
+/// `prefix.1`, as in IMAP.
 fn walk_parts(
     message: &Message<'_>,
     prefix: &str,
+    depth: usize,
+    out: &mut Vec<PartDigest>,
+    anomalies: &mut Vec<Anomaly>,
+) {
+    match &message.root_part().body {
+        PartType::Multipart(_) => walk(message, 0, prefix, depth, out, anomalies),
+        _ => leaf(message, 0, section(prefix, 1), depth, out, anomalies),
+    }
+}
+
+/// The section number of the `n`th child of section `parent`.
+fn section(parent: &str, n: usize) -> String {
+    if parent.is_empty() {
+        n.to_string()
+    } else {
+        format!("{parent}.{n}")
+    }
+}
+
+/// Digests part `part_id` at section `path` and, for a multipart, its
+/// children. `depth` counts nested multiparts and attached messages, so
+/// that hostile nesting is cut off rather than exhausting the stack.
+fn walk(
+    message: &Message<'_>,
+    part_id: u32,
+    path: &str,
     depth: usize,
     out: &mut Vec<PartDigest>,
     anomalies: &mut Vec<Anomaly>,
@@ -460,42 +489,23 @@ fn walk_parts(
         anomalies.push(Anomaly::NestingTooDeep);
         return;
     }
-    let join = |n: usize| {
-        if prefix.is_empty() {
-            n.to_string()
-        } else {
-            format!("{prefix}.{n}")
-        }
+    let Some(part) = message.part(part_id) else {
+        return;
     };
-    let root = message.root_part();
-    match &root.body {
+    match &part.body {
         PartType::Multipart(children) => {
-            walk_children(message, children, &join, depth, out, anomalies)
-        }
-        _ => leaf(message, 0, join(1), depth, out, anomalies),
-    }
-}
-
-fn walk_children(
-    message: &Message<'_>,
-    children: &[u32],
-    join: &dyn Fn(usize) -> String,
-    depth: usize,
-    out: &mut Vec<PartDigest>,
-    anomalies: &mut Vec<Anomaly>,
-) {
-    for (i, &child) in children.iter().enumerate() {
-        let path = join(i + 1);
-        let Some(part) = message.part(child) else {
-            continue;
-        };
-        match &part.body {
-            PartType::Multipart(grandchildren) => {
-                let nested = |n: usize| format!("{path}.{n}");
-                walk_children(message, grandchildren, &nested, depth, out, anomalies);
+            for (i, &child) in children.iter().enumerate() {
+                walk(
+                    message,
+                    child,
+                    &section(path, i + 1),
+                    depth + 1,
+                    out,
+                    anomalies,
+                );
             }
-            _ => leaf(message, child, path, depth, out, anomalies),
         }
+        _ => leaf(message, part_id, path.to_string(), depth, out, anomalies),
     }
 }
 
@@ -560,5 +570,50 @@ fn leaf(
 
     if let PartType::Message(inner) = &part.body {
         walk_parts(inner, &path, depth + 1, out, anomalies);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_named_by_imap_section_numbers() {
+        let raw = b"From: a@x\r\nMessage-ID: <n@x>\r\n\
+Content-Type: multipart/mixed; boundary=outer\r\n\r\n\
+--outer\r\nContent-Type: text/plain\r\n\r\none\r\n\
+--outer\r\nContent-Type: multipart/alternative; boundary=inner\r\n\r\n\
+--inner\r\nContent-Type: text/plain\r\n\r\ntwo\r\n\
+--inner\r\nContent-Type: text/html\r\n\r\n<p>two</p>\r\n\
+--inner--\r\n\
+--outer\r\nContent-Type: message/rfc822\r\n\r\n\
+From: b@x\r\nSubject: attached\r\n\r\nthree\r\n\
+--outer--\r\n";
+        let paths: Vec<(String, String)> = analyze(raw)
+            .digests
+            .parts
+            .into_iter()
+            .map(|p| (p.path, p.content_type))
+            .collect();
+        let expected = [
+            ("1", "text/plain"),
+            ("2.1", "text/plain"),
+            ("2.2", "text/html"),
+            ("3", "message/rfc822"),
+            ("3.1", "text/plain"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(p, t)| (p.to_string(), t.to_string()))
+            .collect();
+        assert_eq!(paths, expected);
+    }
+
+    #[test]
+    fn a_single_part_message_has_part_one() {
+        let parts = analyze(b"From: a@x\r\n\r\nbody\r\n").digests.parts;
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].path, "1");
+        assert_eq!(parts[0].sha256, Sha256Digest::of(b"body\r\n"));
     }
 }

@@ -113,10 +113,8 @@ impl Archive {
         raw: Vec<u8>,
         analysis: Analysis,
     ) -> Result<Ingested, ArchiveError> {
-        let result = self
-            .store
-            .write(move |txn| write_message(txn, envelope, raw, analysis))?;
-        Ok(result)
+        self.store
+            .write(move |txn| write_message(txn, envelope, raw, analysis))
     }
 
     /// The record of the message with receipt id `id`.
