@@ -10,7 +10,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{have, root, skip};
+use common::{have, python_json, root, skip};
 use mailnotary::analysis::{Sha256Digest, analyze};
 
 #[test]
@@ -81,17 +81,7 @@ fn part_digests_agree_with_pythons_email_package() {
         );
     }
     let files = oracle_files();
-    let out = Command::new("python3")
-        .arg(root().join("tests/support/parts_oracle.py"))
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let oracle: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let oracle = python_json("parts_oracle.py", &files);
 
     for file in &files {
         let theirs = oracle[file.display().to_string()].as_array().unwrap();

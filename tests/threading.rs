@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{root, shared_corpus, skip};
+use common::{python_json, root, shared_corpus, skip};
 use mailnotary::archive::{Archive, Ingested};
 use mailnotary::envelope::{Envelope, Source};
 use mailnotary::source::{Found, walk};
@@ -72,26 +72,23 @@ impl Drop for Dovecot {
 }
 
 fn dovecot_partitions(dovecot: &Dovecot, files: &[PathBuf]) -> BTreeMap<String, Partition> {
-    let out = Command::new("python3")
-        .arg(root().join("tests/support/dovecot_threads.py"))
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--user",
-            "tester",
-            "--password",
-            "secret",
-        ])
-        .args(["--port", &dovecot.port.to_string(), "--compact"])
-        .args(files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "dovecot_threads.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let port = dovecot.port.to_string();
+    let mut args: Vec<std::ffi::OsString> = [
+        "--host",
+        "127.0.0.1",
+        "--user",
+        "tester",
+        "--password",
+        "secret",
+        "--port",
+        &port,
+        "--compact",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.extend(files.iter().map(|f| f.as_os_str().to_owned()));
+    let json = python_json("dovecot_threads.py", &args);
     let mut result = BTreeMap::new();
     for (file, answer) in json.as_object().unwrap() {
         let partition = answer["threads"]

@@ -58,3 +58,19 @@ pub fn have(command: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+/// Runs a helper script from `tests/support` with python3 and parses the
+/// JSON it prints; fails the test with the script's error output otherwise.
+pub fn python_json<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg(root().join("tests/support").join(script))
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} printed no JSON: {e}"))
+}
