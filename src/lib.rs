@@ -17,6 +17,8 @@
 //!   lookups and re-checks what it holds.
 //! - [`hashtree`] is the arithmetic of RFC 4998 hash trees, which the
 //!   stamper will use to put a batch of messages under one timestamp.
+//! - [`tsa`] is the built-in RFC 3161 timestamp authority and the local
+//!   PKI (CA and timestamping certificate) of the embedded defaults.
 //! - [`source`] reads mail from files on disk (`.eml`, Maildir, mbox) for the
 //!   `ingest` command.
 //!
@@ -33,3 +35,4 @@ pub mod hashtree;
 pub mod id;
 pub mod source;
 pub mod store;
+pub mod tsa;

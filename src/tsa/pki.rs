@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: Apache-2.0 OR MIT
+//! The gateway's own keys and certificates for its embedded defaults.
+//!
+//! On first use a data directory gets, under `keys/`, a local CA and a
+//! timestamping certificate issued by it, each with an ECDSA P-256 key.
+//! Key files are created with mode 0600 and never overwritten; certificates
+//! are PEM so that `openssl` reads them as they are. The timestamping
+//! certificate is what OpenSSL 3.0 demands of a TSA (RFC 3161 §2.3): an
+//! extendedKeyUsage extension that is critical and holds only
+//! id-kp-timeStamping, and a keyUsage limited to digitalSignature and
+//! nonRepudiation. (rcgen marks extendedKeyUsage non-critical, which OpenSSL
+//! refuses, so the certificates are built here with x509-cert.)
+//!
+//! A local CA proves nothing to a stranger by itself: whoever checks the
+//! evidence must obtain the CA certificate through a channel they trust.
+//! Production sites load keys and certificates of their own choosing
+//! instead (or use external, accredited TSAs).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use const_oid::AssociatedOid;
+use der::{DecodePem, EncodePem, pem::LineEnding};
+use p256::ecdsa::{DerSignature, SigningKey};
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use spki::EncodePublicKey;
+use x509_cert::Certificate;
+use x509_cert::builder::{Builder, CertificateBuilder, Profile};
+use x509_cert::ext::AsExtension;
+use x509_cert::ext::pkix::ExtendedKeyUsage;
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::Validity;
+
+use super::TsaError;
+
+/// id-kp-timeStamping (RFC 3161 §2.3).
+pub const ID_KP_TIME_STAMPING: const_oid::ObjectIdentifier =
+    const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.8");
+
+const CA_YEARS: u64 = 20;
+const TSA_YEARS: u64 = 10;
+const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A key and the certificate that names it.
+pub struct KeyPair {
+    pub key: SigningKey,
+    pub certificate: Certificate,
+}
+
+/// The embedded defaults' CA and timestamping identity.
+pub struct LocalPki {
+    pub ca: Certificate,
+    pub tsa: KeyPair,
+    /// Where the files live.
+    pub dir: PathBuf,
+}
+
+/// extendedKeyUsage marked critical, as OpenSSL requires of a TSA.
+struct CriticalExtendedKeyUsage(ExtendedKeyUsage);
+
+impl AssociatedOid for CriticalExtendedKeyUsage {
+    const OID: const_oid::ObjectIdentifier = ExtendedKeyUsage::OID;
+}
+
+impl der::Encode for CriticalExtendedKeyUsage {
+    fn encoded_len(&self) -> der::Result<der::Length> {
+        self.0.encoded_len()
+    }
+
+    fn encode(&self, writer: &mut impl der::Writer) -> der::Result<()> {
+        self.0.encode(writer)
+    }
+}
+
+impl AsExtension for CriticalExtendedKeyUsage {
+    fn critical(&self, _: &Name, _: &[x509_cert::ext::Extension]) -> bool {
+        true
+    }
+}
+
+fn pki_error(what: &str, e: impl std::fmt::Display) -> TsaError {
+    TsaError::Pki(format!("{what}: {e}"))
+}
+
+fn random_serial() -> Result<SerialNumber, TsaError> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).map_err(|e| pki_error("random serial", e))?;
+    // A positive INTEGER without a leading zero byte (RFC 5280 §4.1.2.2).
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
+    SerialNumber::new(&bytes).map_err(|e| pki_error("serial number", e))
+}
+
+fn new_key() -> SigningKey {
+    SigningKey::random(&mut rand_core::OsRng)
+}
+
+fn public_key_info(key: &SigningKey) -> Result<spki::SubjectPublicKeyInfoOwned, TsaError> {
+    let der = key
+        .verifying_key()
+        .to_public_key_der()
+        .map_err(|e| pki_error("public key", e))?;
+    spki::SubjectPublicKeyInfoOwned::try_from(der.as_bytes())
+        .map_err(|e| pki_error("public key", e))
+}
+
+fn name(text: &str) -> Result<Name, TsaError> {
+    Name::from_str(text).map_err(|e| pki_error("name", e))
+}
+
+/// Creates a self-signed CA.
+fn make_ca(gateway: &str) -> Result<KeyPair, TsaError> {
+    let key = new_key();
+    let subject = name(&format!("CN={gateway} local CA,O=mailnotary"))?;
+    let builder = CertificateBuilder::new(
+        Profile::Root,
+        random_serial()?,
+        Validity::from_now(YEAR * CA_YEARS as u32).map_err(|e| pki_error("validity", e))?,
+        subject,
+        public_key_info(&key)?,
+        &key,
+    )
+    .map_err(|e| pki_error("CA certificate", e))?;
+    let certificate = builder
+        .build::<DerSignature>()
+        .map_err(|e| pki_error("CA certificate", e))?;
+    Ok(KeyPair { key, certificate })
+}
+
+/// Creates the timestamping certificate, issued by `ca`.
+fn make_tsa(gateway: &str, ca: &KeyPair) -> Result<KeyPair, TsaError> {
+    let key = new_key();
+    let subject = name(&format!("CN={gateway} timestamping,O=mailnotary"))?;
+    let mut builder = CertificateBuilder::new(
+        Profile::Leaf {
+            issuer: ca.certificate.tbs_certificate.subject.clone(),
+            enable_key_agreement: false,
+            enable_key_encipherment: false,
+        },
+        random_serial()?,
+        Validity::from_now(YEAR * TSA_YEARS as u32).map_err(|e| pki_error("validity", e))?,
+        subject,
+        public_key_info(&key)?,
+        &ca.key,
+    )
+    .map_err(|e| pki_error("TSA certificate", e))?;
+    builder
+        .add_extension(&CriticalExtendedKeyUsage(ExtendedKeyUsage(vec![
+            ID_KP_TIME_STAMPING,
+        ])))
+        .map_err(|e| pki_error("TSA certificate", e))?;
+    let certificate = builder
+        .build::<DerSignature>()
+        .map_err(|e| pki_error("TSA certificate", e))?;
+    Ok(KeyPair { key, certificate })
+}
+
+/// Writes `bytes` to a new file; `secret` files get mode 0600 from the
+/// moment they exist, so that no other user can ever read them.
+fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<(), TsaError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(if secret { 0o600 } else { 0o644 });
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|e| pki_error(&format!("cannot create {}", path.display()), e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| pki_error(&format!("cannot write {}", path.display()), e))
+}
+
+fn save(dir: &Path, stem: &str, pair: &KeyPair) -> Result<(), TsaError> {
+    let key_pem = pair
+        .key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| pki_error("key encoding", e))?;
+    let cert_pem = pair
+        .certificate
+        .to_pem(LineEnding::LF)
+        .map_err(|e| pki_error("certificate encoding", e))?;
+    write_new(
+        &dir.join(format!("{stem}.key.pem")),
+        key_pem.as_bytes(),
+        true,
+    )?;
+    write_new(
+        &dir.join(format!("{stem}.cert.pem")),
+        cert_pem.as_bytes(),
+        false,
+    )
+}
+
+fn load_key(path: &Path) -> Result<SigningKey, TsaError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| pki_error(&format!("cannot read {}", path.display()), e))?;
+    SigningKey::from_pkcs8_pem(&text).map_err(|e| {
+        pki_error(
+            &format!("{} is not a PKCS#8 PEM P-256 private key", path.display()),
+            e,
+        )
+    })
+}
+
+fn load_cert(path: &Path) -> Result<Certificate, TsaError> {
+    let text = std::fs::read(path)
+        .map_err(|e| pki_error(&format!("cannot read {}", path.display()), e))?;
+    Certificate::from_pem(&text)
+        .map_err(|e| pki_error(&format!("{} is not a PEM certificate", path.display()), e))
+}
+
+impl LocalPki {
+    /// Loads the local PKI from `data_dir/keys`, creating it on first use.
+    pub fn open_or_create(data_dir: &Path, gateway: &str) -> Result<LocalPki, TsaError> {
+        let dir = data_dir.join("keys");
+        if !dir.join("tsa.cert.pem").exists() {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| pki_error(&format!("cannot create {}", dir.display()), e))?;
+            let ca = make_ca(gateway)?;
+            let tsa = make_tsa(gateway, &ca)?;
+            save(&dir, "ca", &ca)?;
+            save(&dir, "tsa", &tsa)?;
+        }
+        Ok(LocalPki {
+            ca: load_cert(&dir.join("ca.cert.pem"))?,
+            tsa: KeyPair {
+                key: load_key(&dir.join("tsa.key.pem"))?,
+                certificate: load_cert(&dir.join("tsa.cert.pem"))?,
+            },
+            dir,
+        })
+    }
+
+    /// The CA certificate's file, which verifiers need.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.cert.pem")
+    }
+}
