@@ -19,6 +19,8 @@
 //!   stamper will use to put a batch of messages under one timestamp.
 //! - [`tsa`] is the built-in RFC 3161 timestamp authority and the local
 //!   PKI (CA and timestamping certificate) of the embedded defaults.
+//! - [`ers`] encodes RFC 4998 evidence records: a reduced hash tree and the
+//!   timestamp token over its root.
 //! - [`source`] reads mail from files on disk (`.eml`, Maildir, mbox) for the
 //!   `ingest` command.
 //!
@@ -31,6 +33,7 @@ pub mod archive;
 pub mod canonical;
 pub mod config;
 pub mod envelope;
+pub mod ers;
 pub mod hashtree;
 pub mod id;
 pub mod source;
