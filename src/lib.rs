@@ -21,6 +21,8 @@
 //!   PKI (CA and timestamping certificate) of the embedded defaults.
 //! - [`ers`] encodes RFC 4998 evidence records: a reduced hash tree and the
 //!   timestamp token over its root.
+//! - [`receipt`] defines the receipt content (DER, with rasn) and signs it
+//!   as CMS through [`signing`], which the TSA shares.
 //! - [`source`] reads mail from files on disk (`.eml`, Maildir, mbox) for the
 //!   `ingest` command.
 //!
@@ -36,6 +38,8 @@ pub mod envelope;
 pub mod ers;
 pub mod hashtree;
 pub mod id;
+pub mod receipt;
+pub mod signing;
 pub mod source;
 pub mod store;
 pub mod tsa;

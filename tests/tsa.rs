@@ -106,7 +106,7 @@ fn keys_are_created_once_and_private() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        for key in ["ca.key.pem", "tsa.key.pem"] {
+        for key in ["ca.key.pem", "tsa.key.pem", "receipt.key.pem"] {
             let mode = std::fs::metadata(data.path().join("keys").join(key))
                 .unwrap()
                 .permissions()

@@ -20,16 +20,10 @@ pub mod pki;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cms::builder::{SignedDataBuilder, SignerInfoBuilder, create_signing_time_attribute};
-use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
-use cms::signed_data::{EncapsulatedContentInfo, SignerIdentifier};
 use const_oid::ObjectIdentifier;
-use der::asn1::{GeneralizedTime, Int, OctetString, SetOfVec};
-use der::{Any, Encode, Sequence, Tag};
-use p256::ecdsa::DerSignature;
-use sha2::{Digest, Sha256};
+use der::Encode;
+use der::asn1::{GeneralizedTime, Int, OctetString};
 use spki::AlgorithmIdentifierOwned;
-use x509_cert::attr::Attribute;
 use x509_tsp::{MessageImprint, TspVersion, TstInfo};
 
 use pki::LocalPki;
@@ -39,9 +33,6 @@ pub const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1
 /// id-ct-TSTInfo (RFC 3161 §2.4.2).
 pub const ID_CT_TST_INFO: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
-/// id-aa-signingCertificateV2 (RFC 5035).
-pub const ID_AA_SIGNING_CERTIFICATE_V2: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.47");
 /// The policy written into tokens of the built-in TSA.
 pub const DEFAULT_POLICY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.3.4.1");
 
@@ -59,20 +50,6 @@ pub enum TsaError {
 
 fn encoding(what: &str, e: impl std::fmt::Display) -> TsaError {
     TsaError::Encoding(format!("{what}: {e}"))
-}
-
-/// ESSCertIDv2 (RFC 5035 §4), with hashAlgorithm left out because SHA-256
-/// is its DEFAULT and DER omits defaults, and without issuerSerial, which
-/// is optional.
-#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
-struct EssCertIdV2 {
-    cert_hash: OctetString,
-}
-
-/// SigningCertificateV2 (RFC 5035 §3), without the optional policies.
-#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
-struct SigningCertificateV2 {
-    certs: Vec<EssCertIdV2>,
 }
 
 /// The built-in TSA: the local PKI's timestamping key and certificate, and
@@ -126,7 +103,7 @@ impl Tsa {
             version: TspVersion::V1,
             policy: self.policy,
             message_imprint: MessageImprint {
-                hash_algorithm: sha256.clone(),
+                hash_algorithm: sha256,
                 hashed_message: OctetString::new(digest.to_vec())
                     .map_err(|e| encoding("imprint", e))?,
             },
@@ -143,60 +120,8 @@ impl Tsa {
             extensions: None,
         };
         let tst_der = tst_info.to_der().map_err(|e| encoding("TSTInfo", e))?;
-        let content = EncapsulatedContentInfo {
-            econtent_type: ID_CT_TST_INFO,
-            econtent: Some(
-                Any::new(Tag::OctetString, tst_der).map_err(|e| encoding("eContent", e))?,
-            ),
-        };
-
-        let certificate = &self.pki.tsa.certificate;
-        let cert_der = certificate
-            .to_der()
-            .map_err(|e| encoding("certificate", e))?;
-        let ess = SigningCertificateV2 {
-            certs: vec![EssCertIdV2 {
-                cert_hash: OctetString::new(Sha256::digest(&cert_der).to_vec())
-                    .map_err(|e| encoding("certHash", e))?,
-            }],
-        };
-        let ess_attribute = Attribute {
-            oid: ID_AA_SIGNING_CERTIFICATE_V2,
-            values: SetOfVec::try_from(vec![
-                Any::encode_from(&ess).map_err(|e| encoding("signingCertificateV2", e))?,
-            ])
-            .map_err(|e| encoding("signingCertificateV2", e))?,
-        };
-
-        let sid = SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
-            issuer: certificate.tbs_certificate.issuer.clone(),
-            serial_number: certificate.tbs_certificate.serial_number.clone(),
-        });
-        let mut signer =
-            SignerInfoBuilder::new(&self.pki.tsa.key, sid, sha256.clone(), &content, None)
-                .map_err(|e| encoding("signer", e))?;
-        signer
-            .add_signed_attribute(
-                create_signing_time_attribute().map_err(|e| encoding("signingTime", e))?,
-            )
-            .map_err(|e| encoding("signingTime", e))?;
-        signer
-            .add_signed_attribute(ess_attribute)
-            .map_err(|e| encoding("signingCertificateV2", e))?;
-
-        let mut signed = SignedDataBuilder::new(&content);
-        signed
-            .add_digest_algorithm(sha256)
-            .map_err(|e| encoding("digest algorithm", e))?
-            .add_certificate(CertificateChoices::Certificate(certificate.clone()))
-            .map_err(|e| encoding("certificate", e))?
-            .add_signer_info::<_, DerSignature>(signer)
-            .map_err(|e| encoding("signature", e))?;
-        signed
-            .build()
-            .map_err(|e| encoding("SignedData", e))?
-            .to_der()
-            .map_err(|e| encoding("ContentInfo", e))
+        crate::signing::sign(ID_CT_TST_INFO, &tst_der, &self.pki.tsa)
+            .map_err(|e| encoding("SignedData", e))
     }
 }
 

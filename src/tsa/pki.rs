@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0 OR MIT
 //! The gateway's own keys and certificates for its embedded defaults.
 //!
-//! On first use a data directory gets, under `keys/`, a local CA and a
-//! timestamping certificate issued by it, each with an ECDSA P-256 key.
+//! On first use a data directory gets, under `keys/`, a local CA and two
+//! certificates issued by it, one for timestamps and one for receipts, each
+//! with an ECDSA P-256 key.
 //! Key files are created with mode 0600 and never overwritten; certificates
 //! are PEM so that `openssl` reads them as they are. The timestamping
 //! certificate is what OpenSSL 3.0 demands of a TSA (RFC 3161 §2.3): an
@@ -41,7 +42,7 @@ pub const ID_KP_TIME_STAMPING: const_oid::ObjectIdentifier =
     const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.8");
 
 const CA_YEARS: u64 = 20;
-const TSA_YEARS: u64 = 10;
+const LEAF_YEARS: u64 = 10;
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A key and the certificate that names it.
@@ -50,10 +51,11 @@ pub struct KeyPair {
     pub certificate: Certificate,
 }
 
-/// The embedded defaults' CA and timestamping identity.
+/// The embedded defaults' CA, timestamping and receipt-signing identities.
 pub struct LocalPki {
     pub ca: Certificate,
     pub tsa: KeyPair,
+    pub receipt: KeyPair,
     /// Where the files live.
     pub dir: PathBuf,
 }
@@ -129,10 +131,24 @@ fn make_ca(gateway: &str) -> Result<KeyPair, TsaError> {
     Ok(KeyPair { key, certificate })
 }
 
-/// Creates the timestamping certificate, issued by `ca`.
-fn make_tsa(gateway: &str, ca: &KeyPair) -> Result<KeyPair, TsaError> {
+/// What a certificate issued by the local CA is for.
+#[derive(Clone, Copy)]
+enum Role {
+    /// RFC 3161 timestamps: extendedKeyUsage critical, timeStamping only.
+    Timestamping,
+    /// CMS receipts: no extendedKeyUsage, so that OpenSSL's default S/MIME
+    /// purpose check accepts it.
+    Receipts,
+}
+
+/// Creates a certificate for `role`, issued by `ca`.
+fn make_leaf(gateway: &str, ca: &KeyPair, role: Role) -> Result<KeyPair, TsaError> {
     let key = new_key();
-    let subject = name(&format!("CN={gateway} timestamping,O=mailnotary"))?;
+    let what = match role {
+        Role::Timestamping => "timestamping",
+        Role::Receipts => "receipts",
+    };
+    let subject = name(&format!("CN={gateway} {what},O=mailnotary"))?;
     let mut builder = CertificateBuilder::new(
         Profile::Leaf {
             issuer: ca.certificate.tbs_certificate.subject.clone(),
@@ -140,20 +156,22 @@ fn make_tsa(gateway: &str, ca: &KeyPair) -> Result<KeyPair, TsaError> {
             enable_key_encipherment: false,
         },
         random_serial()?,
-        Validity::from_now(YEAR * TSA_YEARS as u32).map_err(|e| pki_error("validity", e))?,
+        Validity::from_now(YEAR * LEAF_YEARS as u32).map_err(|e| pki_error("validity", e))?,
         subject,
         public_key_info(&key)?,
         &ca.key,
     )
-    .map_err(|e| pki_error("TSA certificate", e))?;
-    builder
-        .add_extension(&CriticalExtendedKeyUsage(ExtendedKeyUsage(vec![
-            ID_KP_TIME_STAMPING,
-        ])))
-        .map_err(|e| pki_error("TSA certificate", e))?;
+    .map_err(|e| pki_error("certificate", e))?;
+    if let Role::Timestamping = role {
+        builder
+            .add_extension(&CriticalExtendedKeyUsage(ExtendedKeyUsage(vec![
+                ID_KP_TIME_STAMPING,
+            ])))
+            .map_err(|e| pki_error("TSA certificate", e))?;
+    }
     let certificate = builder
         .build::<DerSignature>()
-        .map_err(|e| pki_error("TSA certificate", e))?;
+        .map_err(|e| pki_error("certificate", e))?;
     Ok(KeyPair { key, certificate })
 }
 
@@ -215,23 +233,31 @@ fn load_cert(path: &Path) -> Result<Certificate, TsaError> {
 }
 
 impl LocalPki {
-    /// Loads the local PKI from `data_dir/keys`, creating it on first use.
+    /// Loads the local PKI from `data_dir/keys`, creating what is missing:
+    /// the CA on first use, and each certificate it issues.
     pub fn open_or_create(data_dir: &Path, gateway: &str) -> Result<LocalPki, TsaError> {
         let dir = data_dir.join("keys");
-        if !dir.join("tsa.cert.pem").exists() {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| pki_error(&format!("cannot create {}", dir.display()), e))?;
-            let ca = make_ca(gateway)?;
-            let tsa = make_tsa(gateway, &ca)?;
-            save(&dir, "ca", &ca)?;
-            save(&dir, "tsa", &tsa)?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| pki_error(&format!("cannot create {}", dir.display()), e))?;
+        let pair = |stem: &str| -> Result<KeyPair, TsaError> {
+            Ok(KeyPair {
+                key: load_key(&dir.join(format!("{stem}.key.pem")))?,
+                certificate: load_cert(&dir.join(format!("{stem}.cert.pem")))?,
+            })
+        };
+        let exists = |stem: &str| dir.join(format!("{stem}.cert.pem")).exists();
+        if !exists("ca") {
+            save(&dir, "ca", &make_ca(gateway)?)?;
+        }
+        for (stem, role) in [("tsa", Role::Timestamping), ("receipt", Role::Receipts)] {
+            if !exists(stem) {
+                save(&dir, stem, &make_leaf(gateway, &pair("ca")?, role)?)?;
+            }
         }
         Ok(LocalPki {
             ca: load_cert(&dir.join("ca.cert.pem"))?,
-            tsa: KeyPair {
-                key: load_key(&dir.join("tsa.key.pem"))?,
-                certificate: load_cert(&dir.join("tsa.cert.pem"))?,
-            },
+            tsa: pair("tsa")?,
+            receipt: pair("receipt")?,
             dir,
         })
     }
