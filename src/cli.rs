@@ -17,12 +17,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use mailnotary::analysis::{Mailbox, analyze};
+use mailnotary::archive::evidence::ReceiptSigner;
 use mailnotary::archive::query::{Query, Selector};
 use mailnotary::archive::{Archive, Ingested, MessageRecord};
 use mailnotary::config::Config;
 use mailnotary::envelope::{Envelope, Source, now_millis};
+use mailnotary::receipt::content::Issuer;
 use mailnotary::source::{self, Found};
 use mailnotary::store::{BackendKind, StoreOptions};
+use mailnotary::tsa::Tsa;
+use mailnotary::tsa::pki::LocalPki;
 
 #[derive(Parser)]
 #[command(
@@ -178,7 +182,10 @@ fn execute(cli: Cli) -> Result<i32> {
             .with_context(|| format!("cannot open the archive in {}", cli.data.display()))
     };
     match cli.command {
-        Command::Ingest { paths } => ingest(&open()?, &paths),
+        Command::Ingest { paths } => {
+            let archive = open()?;
+            ingest(&archive, &Notary::open(&cli.data, &config)?, &paths)
+        }
         Command::Lookup(args) => lookup(&open()?, &args),
         Command::Check => check(&open()?),
         Command::Digest {
@@ -198,7 +205,44 @@ struct IngestSummary {
     skipped: Vec<(PathBuf, String)>,
 }
 
-fn ingest(archive: &Archive, paths: &[PathBuf]) -> Result<i32> {
+/// The gateway's signing identity and its built-in TSA.
+struct Notary {
+    signer: ReceiptSigner,
+    tsa: Tsa,
+}
+
+impl Notary {
+    fn open(data: &Path, config: &Config) -> Result<Notary> {
+        let pki = LocalPki::open_or_create(data, &config.gateway.name)
+            .context("cannot prepare the gateway's keys")?;
+        let signer = ReceiptSigner {
+            issuer: Issuer {
+                name: config.gateway.name.clone(),
+                organization: config.gateway.organization.clone(),
+            },
+            key: pki.receipt.clone(),
+        };
+        Ok(Notary {
+            signer,
+            tsa: Tsa::new(pki),
+        })
+    }
+}
+
+/// How many messages one batch takes at most when catching up.
+const MAX_BATCH: usize = 10_000;
+
+/// Stamps everything pending; returns (messages, batches).
+fn stamp_all(archive: &Archive, notary: &Notary) -> Result<(u64, u64)> {
+    let (mut messages, mut batches) = (0, 0);
+    while let Some(summary) = archive.stamp_pending(&notary.signer, &notary.tsa, MAX_BATCH)? {
+        messages += summary.batch.messages;
+        batches += 1;
+    }
+    Ok((messages, batches))
+}
+
+fn ingest(archive: &Archive, notary: &Notary, paths: &[PathBuf]) -> Result<i32> {
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new_spinner();
         bar.set_style(
@@ -304,6 +348,7 @@ fn ingest(archive: &Archive, paths: &[PathBuf]) -> Result<i32> {
     if let Some(e) = store_error.into_inner().ok().flatten() {
         return Err(e);
     }
+    let (stamped, batches) = stamp_all(archive, notary)?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -320,6 +365,14 @@ fn ingest(archive: &Archive, paths: &[PathBuf]) -> Result<i32> {
             "{} of the new messages have anomalies (malformed or unusual); they are stored \
              as received, with the anomalies recorded (see lookup --json)",
             summary.with_anomalies
+        )?;
+    }
+    if stamped > 0 {
+        writeln!(
+            out,
+            "stamped {stamped} message{} in {batches} batch{} (receipts signed, evidence recorded)",
+            plural(stamped),
+            if batches == 1 { "" } else { "es" }
         )?;
     }
     for (path, reason) in &summary.skipped {
@@ -454,6 +507,7 @@ fn millis_rfc3339(millis: u64) -> String {
 fn message_json(archive: &Archive, r: &MessageRecord) -> Result<serde_json::Value> {
     let id = r.id()?;
     let pending = archive.is_pending(&id)?;
+    let evidence = archive.evidence(&id)?;
     let thread = archive.thread_of(r)?;
     let sightings = archive.sightings(&id)?.len();
     let m = &r.metadata;
@@ -469,7 +523,9 @@ fn message_json(archive: &Archive, r: &MessageRecord) -> Result<serde_json::Valu
         "in_reply_to": m.in_reply_to,
         "references": m.references,
         "status": if pending { "pending" } else { "stamped" },
-        "stamped_at": serde_json::Value::Null,
+        "stamped_at": evidence.as_ref().map(|e| millis_rfc3339(e.batch.stamped_at)),
+        "batch": evidence.as_ref().map(|e| e.batch.number),
+        "tsa": evidence.as_ref().map(|e| e.batch.tsa.clone()),
         "received_at": millis_rfc3339(r.envelope.received_at),
         "source": r.envelope.source,
         "raw_sha256": r.digests.raw,
@@ -497,10 +553,12 @@ fn check(archive: &Archive) -> Result<i32> {
     }
     writeln!(
         out,
-        "checked {} message{} ({} with stored bytes hashed again): {}",
+        "checked {} message{} ({} with stored bytes hashed again) and {} batch{}: {}",
         report.messages,
         plural(report.messages),
         report.blobs,
+        report.batches,
+        if report.batches == 1 { "" } else { "es" },
         if report.problems.is_empty() {
             "no problems".to_string()
         } else {

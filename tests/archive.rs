@@ -258,3 +258,52 @@ fn date_ranges_filter_lookups() {
         .unwrap();
     assert_eq!(by_address.len(), 3, "address lookups ignore case");
 }
+
+#[test]
+fn check_follows_evidence_and_the_batch_chain() {
+    use mailnotary::archive::evidence::ReceiptSigner;
+    use mailnotary::receipt::content::Issuer;
+    use mailnotary::tsa::Tsa;
+    use mailnotary::tsa::pki::LocalPki;
+
+    let dir = tempfile::tempdir().unwrap();
+    let archive = open(dir.path(), BackendKind::Redb);
+    let pki = LocalPki::open_or_create(dir.path(), "gw").unwrap();
+    let signer = ReceiptSigner {
+        issuer: Issuer::default(),
+        key: pki.receipt.clone(),
+    };
+    let tsa = Tsa::new(pki);
+    for batch in 0..3 {
+        for i in 0..4 {
+            let id = format!("b{batch}m{i}@x");
+            archive.ingest(envelope(&id), mail(&id, &[], "s")).unwrap();
+        }
+        let summary = archive.stamp_pending(&signer, &tsa, 100).unwrap().unwrap();
+        assert_eq!(summary.batch.messages, 4);
+    }
+    assert!(archive.stamp_pending(&signer, &tsa, 100).unwrap().is_none());
+    let report = archive.check(&mut |_| {}).unwrap();
+    assert_eq!((report.messages, report.batches), (12, 3));
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+
+    // Rewrite batch 2 as if its predecessor had another root.
+    let mut batch = archive.batch(2).unwrap().unwrap();
+    batch.previous_root = Some("00".repeat(32));
+    let value = mailnotary::archive::record::encode(&batch).unwrap();
+    archive
+        .store()
+        .write(move |txn| -> Result<(), StoreError> {
+            txn.put(keys::batch(2), value);
+            Ok(())
+        })
+        .unwrap();
+    let report = archive.check(&mut |_| {}).unwrap();
+    assert!(
+        report.problems.iter().any(
+            |p| p.subject == "batch 2" && p.detail.contains("not the root of the batch before")
+        ),
+        "{:?}",
+        report.problems
+    );
+}

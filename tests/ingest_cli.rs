@@ -179,7 +179,8 @@ fn the_dispute_thread_is_whole_in_any_arrival_order_and_gaps_show() {
         ] {
             assert!(m.get(field).is_some(), "{field} missing");
         }
-        assert_eq!(m["status"], "pending");
+        assert_eq!(m["status"], "stamped");
+        assert!(m["stamped_at"].is_string(), "{m}");
         assert_eq!(m["mode"], "archive");
     }
 }

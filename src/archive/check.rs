@@ -6,11 +6,21 @@
 //! digest with what was recorded when the message arrived; it also checks
 //! that the indexes lead back to the message. Any difference means the
 //! store was changed outside mailnotary or damaged, and is reported with
-//! the receipt id. Receipts, evidence records and the batch chain join
-//! this check when timestamps exist.
+//! the receipt id.
+//!
+//! For stamped messages it also checks the evidence: the receipt content
+//! decodes and carries the recorded digests, the evidence record's reduced
+//! hash tree leads from the content's hash to its batch's root, and the
+//! record holds that batch's token. Finally it walks the batch chain: each
+//! batch's first leaf must be the root of the batch before it. Signatures
+//! (receipts, tokens) are left to `openssl` and to `verify`.
 
 use super::{Archive, ArchiveError, MessageRecord, keys, record};
+use sha2::{Digest, Sha256};
+
 use crate::analysis::analyze;
+use crate::hashtree::root_from_reduced;
+use crate::receipt::content::ReceiptContent;
 
 /// One problem found by [`Archive::check`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +38,8 @@ pub struct CheckReport {
     pub messages: u64,
     /// Messages whose kept bytes were hashed again.
     pub blobs: u64,
+    /// Batches found in the chain.
+    pub batches: u64,
     pub problems: Vec<Problem>,
 }
 
@@ -63,7 +75,96 @@ impl Archive {
                 progress(report.messages);
             }
         }
+        self.check_batch_chain(&mut report)?;
         Ok(report)
+    }
+
+    fn check_batch_chain(&self, report: &mut CheckReport) -> Result<(), ArchiveError> {
+        let Some(last) = self.last_batch()? else {
+            return Ok(());
+        };
+        let mut previous: Option<String> = None;
+        for number in 1..=last.number {
+            let Some(batch) = self.batch(number)? else {
+                report.problems.push(Problem {
+                    subject: format!("batch {number}"),
+                    detail: "missing from the chain".into(),
+                });
+                previous = None;
+                continue;
+            };
+            report.batches += 1;
+            if number > 1 && previous.is_some() && batch.previous_root != previous {
+                report.problems.push(Problem {
+                    subject: format!("batch {number}"),
+                    detail: "its first leaf is not the root of the batch before it".into(),
+                });
+            }
+            previous = Some(batch.root);
+        }
+        Ok(())
+    }
+
+    fn check_evidence(
+        &self,
+        r: &MessageRecord,
+        id: &crate::id::ReceiptId,
+        problem: &mut dyn FnMut(String),
+    ) -> Result<(), ArchiveError> {
+        let Some(evidence) = self.evidence(id)? else {
+            if !self.is_pending(id)? {
+                problem("neither stamped nor pending".into());
+            }
+            return Ok(());
+        };
+        let Some(crate::archive::evidence::Receipt { content, .. }) = self.receipt(id)? else {
+            problem("stamped, but its receipt is missing".into());
+            return Ok(());
+        };
+        match ReceiptContent::from_der(&content) {
+            Ok(c) => {
+                if c.digests.raw[..] != r.digests.raw.0[..]
+                    || c.digests.canonical[..] != r.digests.canonical.0[..]
+                    || c.receipt_id != r.receipt_id
+                {
+                    problem("the receipt content does not match the message record".into());
+                }
+            }
+            Err(e) => problem(format!("the receipt content does not decode: {e}")),
+        }
+        let leaf: [u8; 32] = Sha256::digest(&content).into();
+        let parsed = match crate::ers::parse(&evidence.record) {
+            Ok(p) => p,
+            Err(e) => {
+                problem(e.to_string());
+                return Ok(());
+            }
+        };
+        let Some(stamp) = parsed
+            .archive_time_stamp_sequence
+            .first()
+            .and_then(|c| c.first())
+        else {
+            problem("the evidence record holds no timestamp".into());
+            return Ok(());
+        };
+        let reached = stamp
+            .reduced()
+            .and_then(|reduced| root_from_reduced(&leaf, &reduced));
+        if reached.map(hex::encode).as_deref() != Some(evidence.batch.root.as_str()) {
+            problem(format!(
+                "the evidence record does not lead to the root of batch {}",
+                evidence.batch.number
+            ));
+        }
+        let token = self.batch_token(evidence.batch.number)?;
+        if stamp.token().ok() != token {
+            problem(format!(
+                "the evidence record's token is not batch {}'s",
+                evidence.batch.number
+            ));
+        }
+        Ok(())
     }
 
     fn check_one(&self, r: &MessageRecord, report: &mut CheckReport) -> Result<(), ArchiveError> {
@@ -93,6 +194,7 @@ impl Archive {
         if let Err(e) = self.thread_of(r) {
             problem(format!("thread: {e}"));
         }
+        self.check_evidence(r, &id, &mut problem)?;
 
         let raw = match self.raw(&id) {
             Ok(Some(raw)) => raw,

@@ -20,6 +20,12 @@ pub const META: u8 = 0x01;
 pub const MESSAGE: u8 = 0x10;
 /// receipt id → the raw bytes as received (archive mode).
 pub const BLOB: u8 = 0x11;
+/// receipt id → receipt content (DER, see `crate::receipt::content`).
+pub const RECEIPT_CONTENT: u8 = 0x12;
+/// receipt id → signed receipt (CMS SignedData, DER).
+pub const RECEIPT: u8 = 0x13;
+/// receipt id → batch number (u64) and RFC 4998 evidence record (DER).
+pub const EVIDENCE: u8 = 0x14;
 /// raw SHA-256 → receipt id. The deduplication index.
 pub const BY_RAW: u8 = 0x20;
 /// Message-ID, 0x00, receipt id → empty.
@@ -45,6 +51,11 @@ pub const SIGHTING: u8 = 0x50;
 /// receipt id → empty, while the message waits for its timestamp.
 pub const PENDING: u8 = 0x60;
 
+/// batch number (u64) → batch record (JSON).
+pub const BATCH: u8 = 0x70;
+/// batch number (u64) → the batch root's TimeStampToken (DER).
+pub const BATCH_TOKEN: u8 = 0x71;
+
 /// Version byte of every JSON value written by this release.
 pub const VALUE_V1: u8 = 1;
 /// Version byte of a blob holding the raw bytes unencrypted.
@@ -52,6 +63,8 @@ pub const BLOB_PLAIN_V1: u8 = 1;
 
 pub const META_SCHEMA: &[u8] = b"schema";
 pub const META_THREAD_SEQ: &[u8] = b"thread-seq";
+/// The number of the last batch stamped (u64).
+pub const META_LAST_BATCH: &[u8] = b"last-batch";
 
 /// A key built from a table byte and parts.
 pub fn key(table: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -134,6 +147,26 @@ pub fn thread_alias(thread: u64) -> Vec<u8> {
 
 pub fn sighting(id: &ReceiptId, seen_at: u64, nonce: [u8; 4]) -> Vec<u8> {
     key(SIGHTING, &[id.as_bytes(), &seen_at.to_be_bytes(), &nonce])
+}
+
+pub fn receipt_content(id: &ReceiptId) -> Vec<u8> {
+    key(RECEIPT_CONTENT, &[id.as_bytes()])
+}
+
+pub fn receipt(id: &ReceiptId) -> Vec<u8> {
+    key(RECEIPT, &[id.as_bytes()])
+}
+
+pub fn evidence(id: &ReceiptId) -> Vec<u8> {
+    key(EVIDENCE, &[id.as_bytes()])
+}
+
+pub fn batch(number: u64) -> Vec<u8> {
+    key(BATCH, &[&number.to_be_bytes()])
+}
+
+pub fn batch_token(number: u64) -> Vec<u8> {
+    key(BATCH_TOKEN, &[&number.to_be_bytes()])
 }
 
 pub fn pending(id: &ReceiptId) -> Vec<u8> {

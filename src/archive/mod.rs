@@ -10,11 +10,15 @@
 //! entry for the stamper. It returns once all of that is on disk, which is
 //! what lets a source acknowledge the message.
 //!
+//! Receipts, batches and evidence records are the stamper's part, in
+//! [`evidence`].
+//!
 //! Known limit: in this release the blob of an archive-mode message is kept
 //! unencrypted inside the store file; encryption at rest and hash-only mode
 //! come with the policy engine.
 
 pub mod check;
+pub mod evidence;
 pub mod keys;
 pub mod query;
 pub mod record;
@@ -42,6 +46,10 @@ pub enum ArchiveError {
          upgrade mailnotary"
     )]
     SchemaTooNew { found: u64, supported: u64 },
+    /// The timestamp authority did not stamp a batch; its messages stay
+    /// pending and are tried again.
+    #[error("timestamp authority {0} failed: {1}")]
+    Stamp(String, String),
 }
 
 /// The schema version this release writes.

@@ -46,6 +46,7 @@ const LEAF_YEARS: u64 = 10;
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A key and the certificate that names it.
+#[derive(Clone)]
 pub struct KeyPair {
     pub key: SigningKey,
     pub certificate: Certificate,

@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: Apache-2.0 OR MIT
+//! The stamper's work on the archive: receipts, batches and evidence.
+//!
+//! [`Archive::stamp_pending`] takes the messages waiting in the pending
+//! table, signs a receipt for each one that has none yet, puts the SHA-256
+//! of every receipt content under one RFC 4998 hash tree, has its root
+//! timestamped once, and writes one evidence record per message, all in
+//! one durable write that also removes the pending entries. One timestamp
+//! request per batch, never per message.
+//!
+//! Batches form a chain: the first leaf of every batch after the first is
+//! the root of the batch before it, so a batch removed from or reordered in
+//! the archive breaks the chain, which `check` detects.
+//!
+//! Receipts are signed when the stamper takes a message into a batch, a
+//! batch window after the message was stored, rather than in the write
+//! that stores it: that keeps signing off the path of an SMTP 250. The
+//! receipt id is fixed at storage either way.
+//!
+//! If the timestamp authority fails, nothing is written: the messages stay
+//! pending and the next call tries again.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Archive, ArchiveError, MessageRecord, keys, record};
+use crate::hashtree::{Hash, HashTree};
+use crate::id::ReceiptId;
+use crate::receipt::content::{Issuer, ReceiptContent};
+use crate::store::StoreError;
+use crate::tsa::pki::KeyPair;
+
+/// Something that timestamps a digest: the built-in TSA, or later an
+/// external one over HTTP.
+pub trait Stamper {
+    /// A short name for logs and batch records, such as "built-in".
+    fn name(&self) -> String;
+    /// Returns a DER TimeStampToken over `digest` (SHA-256).
+    fn stamp(&self, digest: &Hash) -> Result<Vec<u8>, String>;
+}
+
+impl Stamper for crate::tsa::Tsa {
+    fn name(&self) -> String {
+        "built-in".into()
+    }
+
+    fn stamp(&self, digest: &Hash) -> Result<Vec<u8>, String> {
+        crate::tsa::Tsa::stamp(self, digest, None).map_err(|e| e.to_string())
+    }
+}
+
+/// What is recorded of one batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    pub number: u64,
+    /// The root that was timestamped, hex.
+    pub root: String,
+    /// The previous batch's root, the first leaf of this tree; `None` for
+    /// the first batch.
+    pub previous_root: Option<String>,
+    /// How many messages the batch holds.
+    pub messages: u64,
+    /// Which stamper stamped it.
+    pub tsa: String,
+    /// Gateway clock when the token came back, milliseconds since the epoch.
+    pub stamped_at: u64,
+}
+
+/// What one call of [`Archive::stamp_pending`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSummary {
+    pub batch: Batch,
+}
+
+/// The evidence stored for one message.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    pub batch: Batch,
+    /// The DER RFC 4998 evidence record.
+    pub record: Vec<u8>,
+}
+
+/// A message's receipt as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// CMS SignedData, DER.
+    pub signed: Vec<u8>,
+    /// The receipt content, DER: the eContent of `signed`.
+    pub content: Vec<u8>,
+}
+
+/// Signs receipts: who the gateway is and its receipt key.
+pub struct ReceiptSigner {
+    pub issuer: Issuer,
+    pub key: KeyPair,
+}
+
+impl Archive {
+    /// Stamps up to `max` pending messages as one batch; `Ok(None)` when
+    /// nothing is pending.
+    pub fn stamp_pending(
+        &self,
+        signer: &ReceiptSigner,
+        stamper: &dyn Stamper,
+        max: usize,
+    ) -> Result<Option<BatchSummary>, ArchiveError> {
+        let mut ids = Vec::new();
+        self.store().scan_prefix(&[keys::PENDING], &mut |k, _| {
+            if let Some(id) = ReceiptId::from_slice(&k[1..]) {
+                ids.push(id);
+            }
+            ids.len() < max
+        })?;
+        if ids.is_empty() {
+            return Ok(None);
+        }
+
+        // Receipts for the messages that have none yet.
+        let mut new_receipts = Vec::new();
+        let mut leaves = Vec::with_capacity(ids.len() + 1);
+        for id in &ids {
+            let content = match self.store().get(&keys::receipt_content(id))? {
+                Some(content) => content,
+                None => {
+                    let record = self.message(id)?.ok_or_else(|| {
+                        StoreError::Corrupt(format!("pending message {id} has no record"))
+                    })?;
+                    let content = receipt_content(&record, &signer.issuer)?;
+                    let signed = crate::receipt::sign(&content, &signer.key)
+                        .map_err(|e| StoreError::Bug(e.to_string()))?;
+                    new_receipts.push((*id, content.clone(), signed));
+                    content
+                }
+            };
+            leaves.push(Sha256::digest(&content).into());
+        }
+
+        let last = self.last_batch()?;
+        let previous_root = last.as_ref().map(|b| hash_from_hex(&b.root)).transpose()?;
+        let mut tree_leaves: Vec<Hash> = leaves.clone();
+        if let Some(root) = previous_root {
+            tree_leaves.push(root);
+        }
+        let tree = HashTree::build(&tree_leaves)
+            .ok_or_else(|| StoreError::Bug("a batch without leaves".into()))?;
+        let root = tree.root();
+        let token = stamper
+            .stamp(&root)
+            .map_err(|e| ArchiveError::Stamp(stamper.name(), e))?;
+
+        let batch = Batch {
+            number: last.as_ref().map_or(1, |b| b.number + 1),
+            root: hex::encode(root),
+            previous_root: previous_root.map(hex::encode),
+            messages: ids.len() as u64,
+            tsa: stamper.name(),
+            stamped_at: crate::envelope::now_millis(),
+        };
+        let mut evidence = Vec::with_capacity(ids.len());
+        for (id, leaf) in ids.iter().zip(&leaves) {
+            let reduced = tree
+                .reduced(leaf)
+                .ok_or_else(|| StoreError::Bug("a leaf is missing from its tree".into()))?;
+            let ers =
+                crate::ers::build(&reduced, &token).map_err(|e| StoreError::Bug(e.to_string()))?;
+            let mut value = batch.number.to_be_bytes().to_vec();
+            value.extend_from_slice(&ers);
+            evidence.push((*id, value));
+        }
+
+        let written = batch.clone();
+        self.store().write(move |txn| -> Result<(), ArchiveError> {
+            // Another stamper run must not have taken this batch number.
+            if txn.contains(&keys::batch(written.number))? {
+                return Err(StoreError::Bug(format!(
+                    "batch {} already exists; two stampers ran at once",
+                    written.number
+                ))
+                .into());
+            }
+            for (id, content, signed) in new_receipts {
+                txn.put(keys::receipt_content(&id), content);
+                txn.put(keys::receipt(&id), signed);
+            }
+            for (id, value) in evidence {
+                txn.put(keys::evidence(&id), value);
+                txn.delete(keys::pending(&id));
+            }
+            txn.put(keys::batch_token(written.number), token);
+            txn.put(keys::batch(written.number), record::encode(&written)?);
+            txn.put(
+                keys::key(keys::META, &[keys::META_LAST_BATCH]),
+                written.number.to_be_bytes().to_vec(),
+            );
+            Ok(())
+        })?;
+        tracing::info!(
+            batch = batch.number,
+            messages = batch.messages,
+            "batch stamped"
+        );
+        Ok(Some(BatchSummary { batch }))
+    }
+
+    /// The last batch stamped, if any.
+    pub fn last_batch(&self) -> Result<Option<Batch>, ArchiveError> {
+        let key = keys::key(keys::META, &[keys::META_LAST_BATCH]);
+        match self.store().get(&key)?.as_deref().and_then(keys::read_u64) {
+            Some(number) => self.batch(number),
+            None => Ok(None),
+        }
+    }
+
+    /// Batch number `number`.
+    pub fn batch(&self, number: u64) -> Result<Option<Batch>, ArchiveError> {
+        match self.store().get(&keys::batch(number))? {
+            Some(bytes) => Ok(Some(record::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The token over batch `number`'s root.
+    pub fn batch_token(&self, number: u64) -> Result<Option<Vec<u8>>, ArchiveError> {
+        Ok(self.store().get(&keys::batch_token(number))?)
+    }
+
+    /// The evidence of message `id`, once stamped.
+    pub fn evidence(&self, id: &ReceiptId) -> Result<Option<Evidence>, ArchiveError> {
+        let Some(value) = self.store().get(&keys::evidence(id))? else {
+            return Ok(None);
+        };
+        let number = keys::read_u64(&value)
+            .ok_or_else(|| StoreError::Corrupt(format!("evidence of {id} is too short")))?;
+        let batch = self.batch(number)?.ok_or_else(|| {
+            StoreError::Corrupt(format!("evidence of {id} names missing batch {number}"))
+        })?;
+        Ok(Some(Evidence {
+            batch,
+            record: value[8..].to_vec(),
+        }))
+    }
+
+    /// The signed receipt of `id` and its content, once signed.
+    pub fn receipt(&self, id: &ReceiptId) -> Result<Option<Receipt>, ArchiveError> {
+        let signed = self.store().get(&keys::receipt(id))?;
+        let content = self.store().get(&keys::receipt_content(id))?;
+        Ok(signed
+            .zip(content)
+            .map(|(signed, content)| Receipt { signed, content }))
+    }
+}
+
+fn receipt_content(record: &MessageRecord, issuer: &Issuer) -> Result<Vec<u8>, ArchiveError> {
+    ReceiptContent::for_record(record, issuer)
+        .to_der()
+        .map_err(|e| StoreError::Bug(format!("receipt content: {e}")).into())
+}
+
+fn hash_from_hex(text: &str) -> Result<Hash, StoreError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out)
+        .map_err(|_| StoreError::Corrupt(format!("batch root {text:?} is not 64 hex digits")))?;
+    Ok(out)
+}

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: Apache-2.0 OR MIT
+//! Evidence end to end: `mailnotary ingest` stores, signs and stamps; the
+//! artifacts it keeps are then checked with tools that are not mailnotary:
+//! `openssl cms -verify` for the receipt, `openssl ts -verify` for the
+//! batch token, Bouncy Castle for the RFC 4998 evidence record.
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{have, mailnotary, root, skip, stdout};
+use mailnotary::archive::Archive;
+use mailnotary::archive::query::{Query, Selector};
+use mailnotary::store::StoreOptions;
+use sha2::{Digest, Sha256};
+
+const JARS: &str =
+    "/usr/share/java/bcprov.jar:/usr/share/java/bcutil.jar:/usr/share/java/bcpkix.jar";
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn ingested_mail_gets_evidence_that_outside_tools_accept() {
+    let test = "ingested_mail_gets_evidence_that_outside_tools_accept";
+    if !have("openssl") || !have("java") || !Path::new("/usr/share/java/bcpkix.jar").exists() {
+        return skip(test, "needs openssl, java and libbcpkix-java");
+    }
+    let data = tempfile::tempdir().unwrap();
+    let out = mailnotary(data.path(), &["ingest", "sample-mails/dispute"]);
+    assert!(
+        stdout(&out).contains("stamped 9 messages in 1 batch"),
+        "{}",
+        stdout(&out)
+    );
+    let out = mailnotary(
+        data.path(),
+        &[
+            "ingest",
+            "sample-mails/corpus/cpython-test-email/msg_44.txt",
+        ],
+    );
+    assert!(
+        stdout(&out).contains("stamped 1 message in 1 batch"),
+        "{}",
+        stdout(&out)
+    );
+    let check = mailnotary(data.path(), &["check"]);
+    assert!(
+        stdout(&check).contains("and 2 batches: no problems"),
+        "{}",
+        stdout(&check)
+    );
+
+    let archive = Archive::open(data.path(), &StoreOptions::default()).unwrap();
+    let first = archive.batch(1).unwrap().unwrap();
+    let second = archive.batch(2).unwrap().unwrap();
+    assert_eq!(first.messages, 9);
+    assert_eq!(
+        second.previous_root.as_deref(),
+        Some(first.root.as_str()),
+        "batches chain"
+    );
+
+    let ca = data.path().join("keys/ca.cert.pem");
+    let files = tempfile::tempdir().unwrap();
+    let messages = archive
+        .find(&Query {
+            selector: Selector::All,
+            since: None,
+            until: None,
+        })
+        .unwrap();
+    assert_eq!(messages.len(), 10);
+    let mut bc_args = Vec::new();
+    for (i, record) in messages.iter().enumerate() {
+        let id = record.id().unwrap();
+        let receipt = archive.receipt(&id).unwrap().unwrap();
+        let (signed, content) = (receipt.signed, receipt.content);
+        let evidence = archive.evidence(&id).unwrap().unwrap();
+        let receipt_path = files.path().join(format!("{i}.p7s"));
+        let content_path = files.path().join(format!("{i}.der"));
+        let ers_path = files.path().join(format!("{i}.ers"));
+        std::fs::write(&receipt_path, &signed).unwrap();
+        std::fs::write(&content_path, &content).unwrap();
+        std::fs::write(&ers_path, &evidence.record).unwrap();
+
+        // The receipt: signed by the gateway, over exactly this content.
+        let (ok, text) = run(Command::new("openssl")
+            .args(["cms", "-verify", "-inform", "DER", "-binary", "-in"])
+            .arg(&receipt_path)
+            .arg("-CAfile")
+            .arg(&ca));
+        assert!(ok, "receipt {i}: {text}");
+
+        // The batch token: over the root, by the built-in TSA.
+        let token_path = files.path().join(format!("{i}.tsr"));
+        let token = archive.batch_token(evidence.batch.number).unwrap().unwrap();
+        std::fs::write(&token_path, &token).unwrap();
+        let (ok, text) = run(Command::new("openssl")
+            .args([
+                "ts",
+                "-verify",
+                "-token_in",
+                "-digest",
+                &evidence.batch.root,
+                "-in",
+            ])
+            .arg(&token_path)
+            .arg("-CAfile")
+            .arg(&ca));
+        assert!(ok && text.contains("Verification: OK"), "token {i}: {text}");
+
+        // The record is for this receipt content's hash.
+        let leaf = hex::encode(Sha256::digest(&content));
+        assert_ne!(
+            leaf, evidence.batch.root,
+            "every batch has at least two leaves but the first"
+        );
+        bc_args.push(ers_path);
+        bc_args.push(content_path);
+    }
+    let (ok, text) = run(Command::new("java")
+        .arg("-cp")
+        .arg(JARS)
+        .arg(root().join("tests/support/BcEvidenceRecord.java"))
+        .args(&bc_args));
+    assert!(ok && text.trim() == "ok 10", "{text}");
+}
