@@ -307,3 +307,55 @@ fn check_follows_evidence_and_the_batch_chain() {
         report.problems
     );
 }
+
+#[test]
+fn a_failing_tsa_leaves_messages_pending_and_a_later_batch_takes_them() {
+    use mailnotary::archive::evidence::{ReceiptSigner, Stamper};
+    use mailnotary::hashtree::Hash;
+    use mailnotary::receipt::content::Issuer;
+    use mailnotary::tsa::Tsa;
+    use mailnotary::tsa::pki::LocalPki;
+
+    struct Down;
+    impl Stamper for Down {
+        fn name(&self) -> String {
+            "down".into()
+        }
+        fn stamp(&self, _: &Hash) -> Result<Vec<u8>, String> {
+            Err("connection refused".into())
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let archive = open(dir.path(), BackendKind::Redb);
+    let pki = LocalPki::open_or_create(dir.path(), "gw").unwrap();
+    let signer = ReceiptSigner {
+        issuer: Issuer::default(),
+        key: pki.receipt.clone(),
+    };
+    let Ingested::Stored(id) = archive
+        .ingest(envelope("1"), mail("p@x", &[], "s"))
+        .unwrap()
+    else {
+        panic!("stored")
+    };
+    let err = archive.stamp_pending(&signer, &Down, 10).unwrap_err();
+    assert!(
+        err.to_string().contains("down failed: connection refused"),
+        "{err}"
+    );
+    assert!(archive.is_pending(&id).unwrap());
+    assert!(
+        archive.receipt(&id).unwrap().is_none(),
+        "nothing half-written"
+    );
+    assert!(archive.last_batch().unwrap().is_none());
+
+    let summary = archive
+        .stamp_pending(&signer, &Tsa::new(pki), 10)
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.batch.number, 1);
+    assert!(!archive.is_pending(&id).unwrap());
+    assert!(archive.evidence(&id).unwrap().is_some());
+}
