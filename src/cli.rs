@@ -69,6 +69,18 @@ enum Command {
     Lookup(LookupArgs),
     /// Re-verify everything the store holds.
     Check,
+    /// Check a file (.eml or attachment) against the archive and its evidence.
+    Verify {
+        /// The file to check.
+        file: PathBuf,
+        /// A CA certificate (PEM) to trust; the data directory's own local
+        /// CA is trusted when none is given.
+        #[arg(long)]
+        trust: Vec<PathBuf>,
+        /// Print a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the digests of a message file without storing it.
     Digest {
         /// The message file (.eml).
@@ -188,6 +200,7 @@ fn execute(cli: Cli) -> Result<i32> {
         }
         Command::Lookup(args) => lookup(&open()?, &args),
         Command::Check => check(&open()?),
+        Command::Verify { file, trust, json } => verify(&open()?, &cli.data, &file, &trust, json),
         Command::Digest {
             file,
             show_canonical,
@@ -615,4 +628,59 @@ fn digest(file: &Path, show_canonical: bool, as_json: bool) -> Result<i32> {
         out.write_all(&mailnotary::canonical::canonicalize(&raw))?;
     }
     Ok(0)
+}
+
+fn verify(
+    archive: &Archive,
+    data: &Path,
+    file: &Path,
+    trust: &[PathBuf],
+    as_json: bool,
+) -> Result<i32> {
+    use der::DecodePem;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let anchor_files: Vec<PathBuf> = if trust.is_empty() {
+        vec![data.join("keys/ca.cert.pem")]
+    } else {
+        trust.to_vec()
+    };
+    let mut anchors = Vec::new();
+    for path in &anchor_files {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read the trusted CA {}", path.display()))?;
+        anchors.push(
+            x509_cert::Certificate::from_pem(&pem)
+                .with_context(|| format!("{} is not a PEM certificate", path.display()))?,
+        );
+    }
+    let report = archive.verify_file(&bytes, &anchors)?;
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        for c in &report.checks {
+            writeln!(
+                out,
+                "{:<5} {:<18} {}",
+                if c.ok { "ok" } else { "FAIL" },
+                c.name,
+                c.detail
+            )?;
+        }
+        writeln!(
+            out,
+            "{}",
+            if report.verified {
+                format!(
+                    "verified: {} existed unchanged at {}",
+                    file.display(),
+                    report.stamped_at.as_deref().unwrap_or("?")
+                )
+            } else {
+                format!("not verified: {}", file.display())
+            }
+        )?;
+    }
+    Ok(if report.verified { 0 } else { 1 })
 }

@@ -137,3 +137,133 @@ fn ingested_mail_gets_evidence_that_outside_tools_accept() {
         .args(&bc_args));
     assert!(ok && text.trim() == "ok 10", "{text}");
 }
+
+#[test]
+fn verify_matches_copies_and_attachments_and_refuses_changes() {
+    let data = tempfile::tempdir().unwrap();
+    let out = mailnotary(data.path(), &["ingest", "sample-mails/dispute"]);
+    assert_eq!(out.status.code(), Some(0));
+    let files = tempfile::tempdir().unwrap();
+    let verify = |file: &Path, extra: &[&str]| {
+        let mut args = vec!["verify", file.to_str().unwrap(), "--json"];
+        args.extend_from_slice(extra);
+        let out = mailnotary(data.path(), &args);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), json)
+    };
+
+    // The message as stored.
+    let (code, json) = verify(&root().join("sample-mails/dispute/05-price-claim.eml"), &[]);
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(json["matched"], "raw");
+    assert!(json["stamped_at"].is_string());
+    assert!(
+        json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true)
+    );
+
+    // The other party's copy: LF line ends and a transport header added.
+    let original =
+        std::fs::read_to_string(root().join("sample-mails/dispute/05-price-claim.eml")).unwrap();
+    let copy = format!(
+        "Received: by mx.example.net\n{}",
+        original.replace("\r\n", "\n")
+    );
+    let copy_path = files.path().join("copy.eml");
+    std::fs::write(&copy_path, &copy).unwrap();
+    let (code, json) = verify(&copy_path, &[]);
+    assert_eq!(
+        (code, json["matched"].as_str()),
+        (Some(0), Some("canonical")),
+        "{json}"
+    );
+
+    // The quotation PDF on its own.
+    let pdf = root().join("sample-mails/dispute/attachments/报价单-Q-2026-118.pdf");
+    let (code, json) = verify(&pdf, &[]);
+    assert_eq!(
+        (code, json["matched"].as_str()),
+        (Some(0), Some("part")),
+        "{json}"
+    );
+
+    // One character changed in the body: nothing matches.
+    let changed = copy.replacen("1.85", "1.86", 1);
+    assert_ne!(changed, copy);
+    let changed_path = files.path().join("changed.eml");
+    std::fs::write(&changed_path, changed).unwrap();
+    let (code, json) = verify(&changed_path, &[]);
+    assert_eq!(code, Some(1), "{json}");
+    assert_eq!(json["verified"], false);
+
+    // A CA the gateway's certificates do not chain to: signatures fail.
+    let stranger = tempfile::tempdir().unwrap();
+    mailnotary::tsa::pki::LocalPki::open_or_create(stranger.path(), "stranger").unwrap();
+    let foreign_ca = stranger.path().join("keys/ca.cert.pem");
+    let (code, json) = verify(&pdf, &["--trust", foreign_ca.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{json}");
+    let failed: Vec<_> = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(failed, vec!["receipt signature", "timestamp"], "{json}");
+}
+
+#[test]
+fn verify_detects_a_receipt_changed_in_the_store() {
+    let data = tempfile::tempdir().unwrap();
+    assert_eq!(
+        mailnotary(
+            data.path(),
+            &["ingest", "sample-mails/dispute/02-quotation.eml"]
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+    {
+        let archive = Archive::open(data.path(), &StoreOptions::default()).unwrap();
+        let record = archive
+            .find(&Query {
+                selector: Selector::All,
+                since: None,
+                until: None,
+            })
+            .unwrap()
+            .remove(0);
+        let id = record.id().unwrap();
+        // Someone with write access to the store swaps one byte of the
+        // signed receipt, as if to change what it says.
+        let key = mailnotary::archive::keys::receipt(&id);
+        archive
+            .store()
+            .write(move |txn| -> Result<(), mailnotary::store::StoreError> {
+                let mut signed = txn.get(&key)?.unwrap();
+                let at = signed.len() / 3;
+                signed[at] ^= 0x01;
+                txn.put(key, signed);
+                Ok(())
+            })
+            .unwrap();
+    }
+    let out = mailnotary(
+        data.path(),
+        &["verify", "sample-mails/dispute/02-quotation.eml", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let receipt_check = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "receipt signature")
+        .unwrap()
+        .clone();
+    assert_eq!(receipt_check["ok"], false, "{json}");
+}

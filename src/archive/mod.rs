@@ -23,6 +23,7 @@ pub mod keys;
 pub mod query;
 pub mod record;
 pub mod thread;
+pub mod verify;
 
 use std::path::Path;
 
