@@ -17,6 +17,7 @@
 //! registered one; the TSA is only reachable in-process, not yet over HTTP.
 
 pub mod pki;
+pub mod token;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
