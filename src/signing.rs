@@ -42,11 +42,14 @@ struct SigningCertificateV2 {
 }
 
 /// Signs `content` (DER) as the eContent of type `content_type` with
-/// `signer`, returning the DER ContentInfo.
+/// `signer`, returning the DER ContentInfo. The certificate is embedded
+/// unless `embed_certificate` is false (an RFC 3161 request without
+/// certReq).
 pub fn sign(
     content_type: ObjectIdentifier,
     content: &[u8],
     signer: &KeyPair,
+    embed_certificate: bool,
 ) -> Result<Vec<u8>, String> {
     let fail = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
     let sha256 = AlgorithmIdentifierOwned {
@@ -92,9 +95,13 @@ pub fn sign(
     let mut signed = SignedDataBuilder::new(&encapsulated);
     signed
         .add_digest_algorithm(sha256)
-        .map_err(|e| fail("digest algorithm", &e))?
-        .add_certificate(CertificateChoices::Certificate(certificate.clone()))
-        .map_err(|e| fail("certificate", &e))?
+        .map_err(|e| fail("digest algorithm", &e))?;
+    if embed_certificate {
+        signed
+            .add_certificate(CertificateChoices::Certificate(certificate.clone()))
+            .map_err(|e| fail("certificate", &e))?;
+    }
+    signed
         .add_signer_info::<_, DerSignature>(signer_info)
         .map_err(|e| fail("signature", &e))?;
     signed

@@ -115,3 +115,105 @@ fn keys_are_created_once_and_private() {
         }
     }
 }
+
+/// Runs `openssl ts -query` for `data` with `args`, answers it with the
+/// built-in TSA and returns the paths of request and response.
+fn exchange(
+    tsa: &Tsa,
+    dir: &Path,
+    name: &str,
+    args: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data = dir.join("data.txt");
+    std::fs::write(&data, b"PO 4500012291 at USD 1.85").unwrap();
+    let request = dir.join(format!("{name}.tsq"));
+    let out = openssl(
+        &[
+            &[
+                "ts",
+                "-query",
+                "-data",
+                data.to_str().unwrap(),
+                "-out",
+                request.to_str().unwrap(),
+            ][..],
+            args,
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let response = dir.join(format!("{name}.tsr"));
+    std::fs::write(&response, tsa.respond(&std::fs::read(&request).unwrap())).unwrap();
+    (request, response)
+}
+
+#[test]
+fn openssl_requests_are_answered_and_the_answers_verify() {
+    if !have("openssl") {
+        return skip(
+            "openssl_requests_are_answered_and_the_answers_verify",
+            "openssl is not installed",
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tsa = Tsa::new(LocalPki::open_or_create(dir.path(), "gw").unwrap());
+    let ca = tsa.pki().ca_path();
+    let tsa_cert = dir.path().join("keys/tsa.cert.pem");
+
+    for (name, args, untrusted) in [
+        ("sha256-cert", vec!["-sha256", "-cert"], false),
+        ("sha512-no-cert", vec!["-sha512"], true),
+        (
+            "sha384-no-nonce",
+            vec!["-sha384", "-cert", "-no_nonce"],
+            false,
+        ),
+    ] {
+        let (request, response) = exchange(&tsa, dir.path(), name, &args);
+        let mut verify_args = vec![
+            "ts",
+            "-verify",
+            "-in",
+            response.to_str().unwrap(),
+            "-queryfile",
+            request.to_str().unwrap(),
+            "-CAfile",
+            ca.to_str().unwrap(),
+        ];
+        if untrusted {
+            verify_args.extend(["-untrusted", tsa_cert.to_str().unwrap()]);
+        }
+        let out = openssl(&verify_args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("Verification: OK"),
+            "{name}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // Refusals carry a status OpenSSL reads.
+    let (_, response) = exchange(
+        &tsa,
+        dir.path(),
+        "policy",
+        &["-sha256", "-tspolicy", "1.2.3.4.5"],
+    );
+    let shown = openssl(&["ts", "-reply", "-in", response.to_str().unwrap(), "-text"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("Rejected"), "{shown}");
+    assert!(shown.contains("policy"), "{shown}");
+
+    let garbage = dir.path().join("garbage.tsr");
+    std::fs::write(&garbage, tsa.respond(b"GET / HTTP/1.0")).unwrap();
+    let shown = openssl(&["ts", "-reply", "-in", garbage.to_str().unwrap(), "-text"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("Rejected") && shown.contains("wrong format"),
+        "{shown}"
+    );
+}

@@ -29,5 +29,5 @@ pub enum ReceiptError {
 
 /// Signs the DER receipt content with the receipt key.
 pub fn sign(content_der: &[u8], key: &KeyPair) -> Result<Vec<u8>, ReceiptError> {
-    crate::signing::sign(ID_DATA, content_der, key).map_err(ReceiptError::Encoding)
+    crate::signing::sign(ID_DATA, content_der, key, true).map_err(ReceiptError::Encoding)
 }

@@ -14,23 +14,30 @@
 //! Known limits of this release: genTime has whole seconds and no accuracy
 //! field; the policy is a fixed OID (`1.2.3.4.1`, the example policy of
 //! OpenSSL's sample configuration) until the configuration can name a
-//! registered one; the TSA is only reachable in-process, not yet over HTTP.
+//! registered one. [`Tsa::respond`] answers RFC 3161 requests; serving it
+//! over HTTP (`tsa serve`) is not built yet.
 
 pub mod pki;
+mod response;
 pub mod token;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use const_oid::ObjectIdentifier;
+use der::Decode;
 use der::Encode;
 use der::asn1::{GeneralizedTime, Int, OctetString};
 use spki::AlgorithmIdentifierOwned;
-use x509_tsp::{MessageImprint, TspVersion, TstInfo};
+use x509_tsp::{MessageImprint, TimeStampReq, TspVersion, TstInfo};
 
 use pki::LocalPki;
 
 /// id-sha256 (RFC 5754).
 pub const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+/// id-sha384 (RFC 5754).
+pub const ID_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
+/// id-sha512 (RFC 5754).
+pub const ID_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
 /// id-ct-TSTInfo (RFC 3161 §2.4.2).
 pub const ID_CT_TST_INFO: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
@@ -91,10 +98,30 @@ impl Tsa {
         nonce: Option<&[u8]>,
         gen_time: Duration,
     ) -> Result<Vec<u8>, TsaError> {
-        let sha256 = AlgorithmIdentifierOwned {
-            oid: ID_SHA256,
-            parameters: None,
+        let imprint = MessageImprint {
+            hash_algorithm: AlgorithmIdentifierOwned {
+                oid: ID_SHA256,
+                parameters: None,
+            },
+            hashed_message: OctetString::new(digest.to_vec())
+                .map_err(|e| encoding("imprint", e))?,
         };
+        let nonce = nonce
+            .map(unsigned_int)
+            .transpose()
+            .map_err(|e| encoding("nonce", e))?;
+        self.token(imprint, nonce, true, gen_time)
+    }
+
+    /// Builds and signs a token over `imprint`, copied as the request gave
+    /// it (RFC 3161 §2.4.2), embedding the certificate when `embed_cert`.
+    fn token(
+        &self,
+        imprint: MessageImprint,
+        nonce: Option<Int>,
+        embed_cert: bool,
+        gen_time: Duration,
+    ) -> Result<Vec<u8>, TsaError> {
         // Serial numbers must be unique per TSA (RFC 3161 §2.4.2); 128
         // random bits make a collision negligible without shared state.
         let mut serial = [0u8; 16];
@@ -103,26 +130,73 @@ impl Tsa {
         let tst_info = TstInfo {
             version: TspVersion::V1,
             policy: self.policy,
-            message_imprint: MessageImprint {
-                hash_algorithm: sha256,
-                hashed_message: OctetString::new(digest.to_vec())
-                    .map_err(|e| encoding("imprint", e))?,
-            },
+            message_imprint: imprint,
             serial_number: Int::new(&serial).map_err(|e| encoding("serial", e))?,
             gen_time: GeneralizedTime::from_unix_duration(gen_time)
                 .map_err(|e| encoding("genTime", e))?,
             accuracy: None,
             ordering: false,
-            nonce: nonce
-                .map(unsigned_int)
-                .transpose()
-                .map_err(|e| encoding("nonce", e))?,
+            nonce,
             tsa: None,
             extensions: None,
         };
         let tst_der = tst_info.to_der().map_err(|e| encoding("TSTInfo", e))?;
-        crate::signing::sign(ID_CT_TST_INFO, &tst_der, &self.pki.tsa)
+        crate::signing::sign(ID_CT_TST_INFO, &tst_der, &self.pki.tsa, embed_cert)
             .map_err(|e| encoding("SignedData", e))
+    }
+
+    /// Answers a DER TimeStampReq with a DER TimeStampResp (RFC 3161 §2.4),
+    /// the whole exchange of `application/timestamp-query`. A request that
+    /// cannot be granted gets a rejection with the reason in failInfo; this
+    /// never fails.
+    pub fn respond(&self, request: &[u8]) -> Vec<u8> {
+        let reject = |bit: u8, text: &str| response::rejection(bit, text);
+        let Ok(req) = TimeStampReq::from_der(request) else {
+            return reject(
+                response::BAD_DATA_FORMAT,
+                "the request is not a DER TimeStampReq",
+            );
+        };
+        let expected_len = match req.message_imprint.hash_algorithm.oid {
+            ID_SHA256 => 32,
+            ID_SHA384 => 48,
+            ID_SHA512 => 64,
+            _ => {
+                return reject(
+                    response::BAD_ALG,
+                    "hash algorithms: SHA-256, SHA-384, SHA-512",
+                );
+            }
+        };
+        if req.message_imprint.hashed_message.as_bytes().len() != expected_len {
+            return reject(
+                response::BAD_DATA_FORMAT,
+                "the imprint's length does not fit its algorithm",
+            );
+        }
+        if req.req_policy.is_some_and(|p| p != self.policy) {
+            return reject(
+                response::UNACCEPTED_POLICY,
+                "this TSA has one policy; see its tokens",
+            );
+        }
+        if req.extensions.is_some() {
+            return reject(
+                response::UNACCEPTED_EXTENSION,
+                "this TSA accepts no extensions",
+            );
+        }
+        let now = match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(now) => Duration::from_secs(now.as_secs()),
+            Err(_) => return reject(response::TIME_NOT_AVAILABLE, "the clock is before 1970"),
+        };
+        match self.token(req.message_imprint, req.nonce, req.cert_req, now) {
+            Ok(token) => response::granted(&token),
+            Err(e) => {
+                tracing::error!(error = %e, "the TSA could not sign a token");
+                reject(response::SYSTEM_FAILURE, "the TSA could not sign")
+            }
+        }
     }
 }
 
