@@ -81,6 +81,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The built-in RFC 3161 timestamp authority.
+    Tsa {
+        #[command(subcommand)]
+        command: TsaCommand,
+    },
     /// Print the digests of a message file without storing it.
     Digest {
         /// The message file (.eml).
@@ -91,6 +96,17 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TsaCommand {
+    /// Serve timestamps over HTTP (application/timestamp-query), for other
+    /// systems; keys come from the data directory's local PKI.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3180")]
+        listen: std::net::SocketAddr,
     },
 }
 
@@ -200,6 +216,9 @@ fn execute(cli: Cli) -> Result<i32> {
         }
         Command::Lookup(args) => lookup(&open()?, &args),
         Command::Check => check(&open()?),
+        Command::Tsa {
+            command: TsaCommand::Serve { listen },
+        } => tsa_serve(&cli.data, &config, listen),
         Command::Verify { file, trust, json } => verify(&open()?, &cli.data, &file, &trust, json),
         Command::Digest {
             file,
@@ -683,4 +702,47 @@ fn verify(
         )?;
     }
     Ok(if report.verified { 0 } else { 1 })
+}
+
+fn tsa_serve(data: &Path, config: &Config, listen: std::net::SocketAddr) -> Result<i32> {
+    let pki = LocalPki::open_or_create(data, &config.gateway.name)
+        .context("cannot prepare the TSA's keys")?;
+    let tsa = std::sync::Arc::new(Tsa::new(pki));
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let local = listener.local_addr()?;
+        println!("mailnotary TSA listening on http://{local}/");
+        std::io::stdout().flush()?;
+        tracing::info!(%local, "tsa serve started");
+        mailnotary::tsa::serve::serve(tsa, listener, shutdown_signal()).await?;
+        tracing::info!("tsa serve stopped");
+        Ok(0)
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
 }

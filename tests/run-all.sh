@@ -18,6 +18,8 @@ packages=(
   "python3:python3"                   # oracles under tests/support
   "default-jre-headless:java"         # runs the Bouncy Castle checker
   "libbcpkix-java:/usr/share/java/bcpkix.jar"  # RFC 4998 hash trees
+  "curl:curl"                         # HTTP client for tsa serve
+  "openssl:openssl"                   # the outside verifier of receipts and tokens
 )
 
 missing=()
@@ -49,6 +51,9 @@ skipped=()
 require=1
 [ -x /usr/sbin/dovecot ] || { skipped+=("Dovecot threading comparison: dovecot-imapd is not installed"); require=0; }
 command -v python3 >/dev/null 2>&1 || { skipped+=("Python oracles: python3 is not installed"); require=0; }
+for tool in openssl curl; do
+  command -v "$tool" >/dev/null 2>&1 || { skipped+=("tests that use $tool: it is not installed"); require=0; }
+done
 { command -v java >/dev/null 2>&1 && [ -f /usr/share/java/bcpkix.jar ]; } ||
   { skipped+=("Bouncy Castle hash-tree check: java or libbcpkix-java is not installed"); require=0; }
 # With every tool present, a test that would skip fails instead, so that a

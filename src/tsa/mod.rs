@@ -14,11 +14,12 @@
 //! Known limits of this release: genTime has whole seconds and no accuracy
 //! field; the policy is a fixed OID (`1.2.3.4.1`, the example policy of
 //! OpenSSL's sample configuration) until the configuration can name a
-//! registered one. [`Tsa::respond`] answers RFC 3161 requests; serving it
-//! over HTTP (`tsa serve`) is not built yet.
+//! registered one. [`Tsa::respond`] answers RFC 3161 requests, and
+//! [`serve`] serves it over HTTP for `mailnotary tsa serve`.
 
 pub mod pki;
 mod response;
+pub mod serve;
 pub mod token;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
