@@ -81,6 +81,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write an evidence bundle (zip) for a thread or a message.
+    Export(ExportArgs),
     /// The built-in RFC 3161 timestamp authority.
     Tsa {
         #[command(subcommand)]
@@ -97,6 +99,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// The whole thread of this Message-ID, thread number or receipt id.
+    #[arg(
+        long,
+        conflicts_with = "message_id",
+        required_unless_present = "message_id"
+    )]
+    thread: Option<String>,
+    /// The messages with this Message-ID.
+    #[arg(long)]
+    message_id: Option<String>,
+    /// The zip file to write.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -216,6 +235,7 @@ fn execute(cli: Cli) -> Result<i32> {
         }
         Command::Lookup(args) => lookup(&open()?, &args),
         Command::Check => check(&open()?),
+        Command::Export(args) => export(&open()?, &cli.data, &args),
         Command::Tsa {
             command: TsaCommand::Serve { listen },
         } => tsa_serve(&cli.data, &config, listen),
@@ -745,4 +765,36 @@ async fn shutdown_signal() {
     {
         let _ = interrupt.await;
     }
+}
+
+fn export(archive: &Archive, data: &Path, args: &ExportArgs) -> Result<i32> {
+    let selector = match (&args.thread, &args.message_id) {
+        (Some(t), _) => Selector::Thread(t.clone()),
+        (None, Some(m)) => Selector::MessageId(m.clone()),
+        (None, None) => bail!("give --thread or --message-id"),
+    };
+    let records = archive.find(&Query {
+        selector,
+        since: None,
+        until: None,
+    })?;
+    if records.is_empty() {
+        eprintln!("no message matches; nothing exported");
+        return Ok(1);
+    }
+    let summary = mailnotary::bundle::write(archive, &records, &data.join("keys"), &args.out)?;
+    println!(
+        "wrote {}: {} message{}, {} batch{}{}",
+        args.out.display(),
+        summary.messages,
+        plural(summary.messages as u64),
+        summary.batches,
+        if summary.batches == 1 { "" } else { "es" },
+        if summary.pending > 0 {
+            format!(", {} still pending (no receipt yet)", summary.pending)
+        } else {
+            String::new()
+        }
+    );
+    Ok(0)
 }

@@ -23,6 +23,8 @@
 //!   timestamp token over its root.
 //! - [`receipt`] defines the receipt content (DER, with rasn) and signs it
 //!   as CMS through [`signing`], which the TSA shares.
+//! - [`bundle`] writes evidence bundles (zip) that a stranger checks with
+//!   OpenSSL and an RFC 4998 validator.
 //! - [`source`] reads mail from files on disk (`.eml`, Maildir, mbox) for the
 //!   `ingest` command.
 //!
@@ -32,6 +34,7 @@
 
 pub mod analysis;
 pub mod archive;
+pub mod bundle;
 pub mod canonical;
 pub mod config;
 pub mod envelope;

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: Apache-2.0 OR MIT
+//! Evidence bundles: everything a stranger needs to check messages without
+//! mailnotary, in one zip file.
+//!
+//! Layout (fixed; the human-readable report and VERIFY.md come later):
+//!
+//! ```text
+//! manifest.json              what is in the bundle, message by message
+//! certs/ca.cert.pem          the trust anchor (the gateway's local CA)
+//! certs/tsa.cert.pem         the timestamping certificate
+//! certs/receipt.cert.pem     the receipt-signing certificate
+//! messages/NNN.eml           the message as received (archive mode only)
+//! receipts/NNN.p7s           the signed receipt (CMS, DER)
+//! receipts/NNN.der           the receipt content it signs (DER)
+//! evidence/NNN.ers           the RFC 4998 evidence record (DER)
+//! timestamps/batch-B.tsr     the batch root's RFC 3161 token (DER)
+//! ```
+//!
+//! NNN numbers the messages from 001 in date order. The manifest names,
+//! for each message, its files, its batch and the batch root (hex), which
+//! is what `openssl ts -verify -digest ROOT -token_in` checks the token
+//! against, and which the evidence record leads to from the SHA-256 of
+//! `receipts/NNN.der`. The zip is written to a temporary file beside the
+//! target and renamed into place, so a failed export leaves no partial
+//! bundle.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::archive::evidence::Receipt;
+use crate::archive::{Archive, ArchiveError, MessageRecord};
+
+/// Why a bundle could not be written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("cannot write {path}: {detail}")]
+    Write { path: String, detail: String },
+    #[error("cannot read the certificate {path}: {detail}")]
+    Certificate { path: String, detail: String },
+    #[error("nothing to export: no message matches")]
+    Empty,
+}
+
+/// What was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleSummary {
+    pub messages: usize,
+    /// Messages still pending, exported without receipt and evidence.
+    pub pending: usize,
+    pub batches: usize,
+}
+
+/// Writes the bundle for `records` to `out`; certificates come from
+/// `keys_dir` (the data directory's `keys/`).
+pub fn write(
+    archive: &Archive,
+    records: &[MessageRecord],
+    keys_dir: &Path,
+    out: &Path,
+) -> Result<BundleSummary, BundleError> {
+    if records.is_empty() {
+        return Err(BundleError::Empty);
+    }
+    let write_err = |e: &dyn std::fmt::Display| BundleError::Write {
+        path: out.display().to_string(),
+        detail: e.to_string(),
+    };
+    let temp = out.with_extension("zip.partial");
+    let file = std::fs::File::create(&temp).map_err(|e| write_err(&e))?;
+    let mut zip = zip::ZipWriter::new(file);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    let add = |zip: &mut zip::ZipWriter<std::fs::File>, name: &str, bytes: &[u8]| {
+        zip.start_file(name, options)
+            .map_err(|e| write_err(&e))
+            .and_then(|()| zip.write_all(bytes).map_err(|e| write_err(&e)))
+    };
+
+    for cert in ["ca", "tsa", "receipt"] {
+        let path = keys_dir.join(format!("{cert}.cert.pem"));
+        let pem = std::fs::read(&path).map_err(|e| BundleError::Certificate {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        add(&mut zip, &format!("certs/{cert}.cert.pem"), &pem)?;
+    }
+
+    let mut entries = Vec::new();
+    let mut batches = std::collections::BTreeMap::new();
+    let mut pending = 0;
+    for (i, record) in records.iter().enumerate() {
+        let n = format!("{:03}", i + 1);
+        let id = record.id().map_err(ArchiveError::from)?;
+        let mut entry = json!({
+            "n": n,
+            "receipt_id": record.receipt_id,
+            "message_id": record.metadata.message_id,
+            "date": record.metadata.date,
+            "from": record.metadata.from,
+            "to": record.metadata.to,
+            "subject": record.metadata.subject,
+            "raw_sha256": record.digests.raw,
+            "canonical_sha256": record.digests.canonical,
+            "parts": record.digests.parts,
+            "mode": record.mode.name(),
+        });
+        if let Some(raw) = archive.raw(&id)? {
+            let name = format!("messages/{n}.eml");
+            add(&mut zip, &name, &raw)?;
+            entry["message"] = json!(name);
+        }
+        match (archive.receipt(&id)?, archive.evidence(&id)?) {
+            (Some(Receipt { signed, content }), Some(evidence)) => {
+                add(&mut zip, &format!("receipts/{n}.p7s"), &signed)?;
+                add(&mut zip, &format!("receipts/{n}.der"), &content)?;
+                add(&mut zip, &format!("evidence/{n}.ers"), &evidence.record)?;
+                let batch = evidence.batch.number;
+                if let std::collections::btree_map::Entry::Vacant(slot) = batches.entry(batch) {
+                    let token = archive.batch_token(batch)?.ok_or_else(|| {
+                        ArchiveError::from(crate::store::StoreError::Corrupt(format!(
+                            "batch {batch} has no token"
+                        )))
+                    })?;
+                    add(&mut zip, &format!("timestamps/batch-{batch}.tsr"), &token)?;
+                    slot.insert(evidence.batch.clone());
+                }
+                entry["status"] = json!("stamped");
+                entry["receipt"] = json!(format!("receipts/{n}.p7s"));
+                entry["receipt_content"] = json!(format!("receipts/{n}.der"));
+                entry["evidence"] = json!(format!("evidence/{n}.ers"));
+                entry["batch"] = json!(batch);
+                entry["root"] = json!(evidence.batch.root);
+                entry["token"] = json!(format!("timestamps/batch-{batch}.tsr"));
+            }
+            _ => {
+                pending += 1;
+                entry["status"] = json!("pending");
+            }
+        }
+        entries.push(entry);
+    }
+
+    let manifest = json!({
+        "format": "mailnotary-bundle-1",
+        "created_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "trust_anchor": "certs/ca.cert.pem",
+        "messages": entries,
+        "batches": batches.values().collect::<Vec<_>>(),
+    });
+    let manifest = serde_json::to_vec_pretty(&manifest).map_err(|e| write_err(&e))?;
+    add(&mut zip, "manifest.json", &manifest)?;
+    let file = zip.finish().map_err(|e| write_err(&e))?;
+    file.sync_all().map_err(|e| write_err(&e))?;
+    std::fs::rename(&temp, out).map_err(|e| write_err(&e))?;
+    Ok(BundleSummary {
+        messages: records.len(),
+        pending,
+        batches: batches.len(),
+    })
+}
