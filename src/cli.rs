@@ -234,7 +234,7 @@ fn execute(cli: Cli) -> Result<i32> {
             ingest(&archive, &Notary::open(&cli.data, &config)?, &paths)
         }
         Command::Lookup(args) => lookup(&open()?, &args),
-        Command::Check => check(&open()?),
+        Command::Check => check(&open()?, &cli.data),
         Command::Export(args) => export(&open()?, &cli.data, &args),
         Command::Tsa {
             command: TsaCommand::Serve { listen },
@@ -591,13 +591,24 @@ fn message_json(archive: &Archive, r: &MessageRecord) -> Result<serde_json::Valu
     }))
 }
 
-fn check(archive: &Archive) -> Result<i32> {
+fn check(archive: &Archive, data: &Path) -> Result<i32> {
+    use der::DecodePem;
+    // The data directory's own CA, when it has one, lets check verify
+    // every signature too.
+    let ca = data.join("keys/ca.cert.pem");
+    let anchors = match std::fs::read(&ca) {
+        Ok(pem) => vec![
+            x509_cert::Certificate::from_pem(&pem)
+                .with_context(|| format!("{} is not a PEM certificate", ca.display()))?,
+        ],
+        Err(_) => Vec::new(),
+    };
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new_spinner()
     } else {
         ProgressBar::hidden()
     };
-    let report = archive.check(&mut |n| bar.set_position(n))?;
+    let report = archive.check(&anchors, &mut |n| bar.set_position(n))?;
     bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     for p in &report.problems {

@@ -267,3 +267,94 @@ fn verify_detects_a_receipt_changed_in_the_store() {
         .clone();
     assert_eq!(receipt_check["ok"], false, "{json}");
 }
+
+/// Flips one byte of the value under `key`, returning the original.
+fn flip(data: &Path, key: Vec<u8>) -> Vec<u8> {
+    let archive = Archive::open(data, &StoreOptions::default()).unwrap();
+    let original = archive.store().get(&key).unwrap().unwrap();
+    let mut changed = original.clone();
+    let at = changed.len() / 2;
+    changed[at] ^= 0x01;
+    archive
+        .store()
+        .write(move |txn| -> Result<(), mailnotary::store::StoreError> {
+            txn.put(key, changed);
+            Ok(())
+        })
+        .unwrap();
+    original
+}
+
+fn restore(data: &Path, key: Vec<u8>, value: Vec<u8>) {
+    let archive = Archive::open(data, &StoreOptions::default()).unwrap();
+    archive
+        .store()
+        .write(move |txn| -> Result<(), mailnotary::store::StoreError> {
+            txn.put(key, value);
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn check_finds_a_flipped_byte_in_any_artifact_and_a_removed_batch() {
+    use mailnotary::archive::keys;
+    let data = tempfile::tempdir().unwrap();
+    for path in ["sample-mails/dispute/01-rfq.eml", "sample-mails/dispute"] {
+        assert_eq!(
+            mailnotary(data.path(), &["ingest", path]).status.code(),
+            Some(0)
+        );
+    }
+    let clean = mailnotary(data.path(), &["check"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", stdout(&clean));
+    let id = {
+        let archive = Archive::open(data.path(), &StoreOptions::default()).unwrap();
+        archive
+            .find(&Query {
+                selector: Selector::MessageId(
+                    "<202603161448057719204@huarui-precision.example>".into(),
+                ),
+                since: None,
+                until: None,
+            })
+            .unwrap()
+            .remove(0)
+            .id()
+            .unwrap()
+    };
+    for (what, key) in [
+        ("receipt", keys::receipt(&id)),
+        ("evidence record", keys::evidence(&id)),
+        ("token", keys::batch_token(2)),
+    ] {
+        let original = flip(data.path(), key.clone());
+        let out = mailnotary(data.path(), &["check"]);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("problem:"),
+            "{what}: {}",
+            stdout(&out)
+        );
+        restore(data.path(), key, original);
+    }
+    assert_eq!(mailnotary(data.path(), &["check"]).status.code(), Some(0));
+
+    // A batch taken out of the chain.
+    let archive = Archive::open(data.path(), &StoreOptions::default()).unwrap();
+    archive
+        .store()
+        .write(|txn| -> Result<(), mailnotary::store::StoreError> {
+            txn.delete(keys::batch(1));
+            Ok(())
+        })
+        .unwrap();
+    drop(archive);
+    let out = mailnotary(data.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("batch 1: missing from the chain"),
+        "{}",
+        stdout(&out)
+    );
+}

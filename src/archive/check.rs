@@ -12,8 +12,9 @@
 //! decodes and carries the recorded digests, the evidence record's reduced
 //! hash tree leads from the content's hash to its batch's root, and the
 //! record holds that batch's token. Finally it walks the batch chain: each
-//! batch's first leaf must be the root of the batch before it. Signatures
-//! (receipts, tokens) are left to `openssl` and to `verify`.
+//! batch's first leaf must be the root of the batch before it, and its
+//! token must be over its root. Given trust anchors, it also verifies every
+//! receipt's and every token's signature.
 
 use super::{Archive, ArchiveError, MessageRecord, keys, record};
 use sha2::{Digest, Sha256};
@@ -40,13 +41,25 @@ pub struct CheckReport {
     pub blobs: u64,
     /// Batches found in the chain.
     pub batches: u64,
+    /// Whether receipt and token signatures were verified.
+    pub signatures_checked: bool,
     pub problems: Vec<Problem>,
 }
 
 impl Archive {
     /// Checks every stored message; `progress` is called after each one.
-    pub fn check(&self, progress: &mut dyn FnMut(u64)) -> Result<CheckReport, ArchiveError> {
-        let mut report = CheckReport::default();
+    /// With `anchors` (the trusted CA certificates), receipt and token
+    /// signatures are verified too; without, they are skipped and
+    /// [`CheckReport::signatures_checked`] says so.
+    pub fn check(
+        &self,
+        anchors: &[x509_cert::Certificate],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<CheckReport, ArchiveError> {
+        let mut report = CheckReport {
+            signatures_checked: !anchors.is_empty(),
+            ..CheckReport::default()
+        };
         // Records are read in chunks of CHUNK to bound memory on large
         // stores; each chunk starts just after the last key of the one before.
         const CHUNK: usize = 1024;
@@ -66,7 +79,7 @@ impl Archive {
             for (key, value) in entries.drain(..) {
                 report.messages += 1;
                 match record::decode::<MessageRecord>(&value) {
-                    Ok(r) => self.check_one(&r, &mut report)?,
+                    Ok(r) => self.check_one(&r, anchors, &mut report)?,
                     Err(e) => report.problems.push(Problem {
                         subject: hex::encode(&key),
                         detail: e.to_string(),
@@ -75,11 +88,15 @@ impl Archive {
                 progress(report.messages);
             }
         }
-        self.check_batch_chain(&mut report)?;
+        self.check_batch_chain(anchors, &mut report)?;
         Ok(report)
     }
 
-    fn check_batch_chain(&self, report: &mut CheckReport) -> Result<(), ArchiveError> {
+    fn check_batch_chain(
+        &self,
+        anchors: &[x509_cert::Certificate],
+        report: &mut CheckReport,
+    ) -> Result<(), ArchiveError> {
         let Some(last) = self.last_batch()? else {
             return Ok(());
         };
@@ -94,6 +111,12 @@ impl Archive {
                 continue;
             };
             report.batches += 1;
+            if let Err(detail) = self.check_token(&batch, anchors) {
+                report.problems.push(Problem {
+                    subject: format!("batch {number}"),
+                    detail,
+                });
+            }
             if number > 1 && previous.is_some() && batch.previous_root != previous {
                 report.problems.push(Problem {
                     subject: format!("batch {number}"),
@@ -105,22 +128,61 @@ impl Archive {
         Ok(())
     }
 
+    /// The batch's token: its imprint is the root and, with anchors, its
+    /// signature holds.
+    fn check_token(
+        &self,
+        batch: &super::evidence::Batch,
+        anchors: &[x509_cert::Certificate],
+    ) -> Result<(), String> {
+        let token = self
+            .batch_token(batch.number)
+            .map_err(|e| e.to_string())?
+            .ok_or("its token is missing")?;
+        let info = crate::tsa::token::inspect(&token).map_err(|e| format!("its token: {e}"))?;
+        if hex::encode(&info.imprint) != batch.root {
+            return Err("its token is not over its root".into());
+        }
+        if !anchors.is_empty() {
+            crate::signing::verify(&token, anchors, Some(info.gen_time.timestamp()))
+                .map_err(|e| format!("its token: {e}"))?;
+        }
+        Ok(())
+    }
+
     fn check_evidence(
         &self,
         r: &MessageRecord,
         id: &crate::id::ReceiptId,
+        anchors: &[x509_cert::Certificate],
         problem: &mut dyn FnMut(String),
     ) -> Result<(), ArchiveError> {
-        let Some(evidence) = self.evidence(id)? else {
-            if !self.is_pending(id)? {
-                problem("neither stamped nor pending".into());
+        // A record that names a batch no longer in the store is a finding
+        // about the store, not a reason to stop checking it.
+        let evidence = match self.evidence(id) {
+            Ok(Some(evidence)) => evidence,
+            Ok(None) => {
+                if !self.is_pending(id)? {
+                    problem("neither stamped nor pending".into());
+                }
+                return Ok(());
             }
-            return Ok(());
+            Err(e) => {
+                problem(e.to_string());
+                return Ok(());
+            }
         };
-        let Some(crate::archive::evidence::Receipt { content, .. }) = self.receipt(id)? else {
+        let Some(crate::archive::evidence::Receipt { signed, content }) = self.receipt(id)? else {
             problem("stamped, but its receipt is missing".into());
             return Ok(());
         };
+        if !anchors.is_empty() {
+            match crate::signing::verify(&signed, anchors, None) {
+                Ok(v) if v.content == content => {}
+                Ok(_) => problem("the signed receipt is over other content".into()),
+                Err(e) => problem(format!("the receipt signature: {e}")),
+            }
+        }
         match ReceiptContent::from_der(&content) {
             Ok(c) => {
                 if c.digests.raw[..] != r.digests.raw.0[..]
@@ -167,7 +229,12 @@ impl Archive {
         Ok(())
     }
 
-    fn check_one(&self, r: &MessageRecord, report: &mut CheckReport) -> Result<(), ArchiveError> {
+    fn check_one(
+        &self,
+        r: &MessageRecord,
+        anchors: &[x509_cert::Certificate],
+        report: &mut CheckReport,
+    ) -> Result<(), ArchiveError> {
         let mut problem = |detail: String| {
             report.problems.push(Problem {
                 subject: r.receipt_id.clone(),
@@ -194,7 +261,7 @@ impl Archive {
         if let Err(e) = self.thread_of(r) {
             problem(format!("thread: {e}"));
         }
-        self.check_evidence(r, &id, &mut problem)?;
+        self.check_evidence(r, &id, anchors, &mut problem)?;
 
         let raw = match self.raw(&id) {
             Ok(Some(raw)) => raw,
