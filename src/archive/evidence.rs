@@ -115,25 +115,35 @@ impl Archive {
             return Ok(None);
         }
 
-        // Receipts for the messages that have none yet.
-        let mut new_receipts = Vec::new();
-        let mut leaves = Vec::with_capacity(ids.len() + 1);
-        for id in &ids {
-            let content = match self.store().get(&keys::receipt_content(id))? {
-                Some(content) => content,
+        // Receipt contents: stored ones as they are; for messages without a
+        // receipt, built now and signed below.
+        let mut contents: Vec<Option<Vec<u8>>> = Vec::with_capacity(ids.len());
+        let mut to_sign = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            match self.store().get(&keys::receipt_content(id))? {
+                Some(content) => contents.push(Some(content)),
                 None => {
                     let record = self.message(id)?.ok_or_else(|| {
                         StoreError::Corrupt(format!("pending message {id} has no record"))
                     })?;
-                    let content = receipt_content(&record, &signer.issuer)?;
-                    let signed = crate::receipt::sign(&content, &signer.key)
-                        .map_err(|e| StoreError::Bug(e.to_string()))?;
-                    new_receipts.push((*id, content.clone(), signed));
-                    content
+                    to_sign.push((i, receipt_content(&record, &signer.issuer)?));
+                    contents.push(None);
                 }
-            };
-            leaves.push(Sha256::digest(&content).into());
+            }
         }
+        // ECDSA signing dominates a batch; it is spread over the cores.
+        let new_receipts = sign_all(&to_sign, &signer.key)?;
+        for (i, content, _) in &new_receipts {
+            contents[*i] = Some(content.clone());
+        }
+        let leaves: Vec<Hash> = contents
+            .iter()
+            .map(|c| Sha256::digest(c.as_deref().unwrap_or_default()).into())
+            .collect();
+        let new_receipts: Vec<(ReceiptId, Vec<u8>, Vec<u8>)> = new_receipts
+            .into_iter()
+            .map(|(i, content, signed)| (ids[i], content, signed))
+            .collect();
 
         let last = self.last_batch()?;
         let previous_root = last.as_ref().map(|b| hash_from_hex(&b.root)).transpose()?;
@@ -248,6 +258,48 @@ impl Archive {
             .zip(content)
             .map(|(signed, content)| Receipt { signed, content }))
     }
+}
+
+/// A receipt signed for the message at a position of the batch: the
+/// position, the content and the CMS SignedData.
+type Signed = (usize, Vec<u8>, Vec<u8>);
+
+/// Signs each `(index, content)` with `key`, on as many threads as there
+/// are cores, keeping the order.
+fn sign_all(to_sign: &[(usize, Vec<u8>)], key: &KeyPair) -> Result<Vec<Signed>, ArchiveError> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(to_sign.len().max(1));
+    let chunk = to_sign.len().div_ceil(threads).max(1);
+    let results: Vec<Result<Vec<Signed>, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = to_sign
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(i, content)| {
+                            crate::receipt::sign(content, key)
+                                .map(|signed| (*i, content.clone(), signed))
+                                .map_err(|e| e.to_string())
+                        })
+                        .collect::<Result<Vec<_>, String>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a signing thread panicked".into()))
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(to_sign.len());
+    for part in results {
+        out.extend(part.map_err(StoreError::Bug)?);
+    }
+    Ok(out)
 }
 
 fn receipt_content(record: &MessageRecord, issuer: &Issuer) -> Result<Vec<u8>, ArchiveError> {
