@@ -10,22 +10,14 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{have, mailnotary, root, skip, stderr, stdout};
+use common::{
+    bouncy_castle, bouncy_castle_missing, dispute_file, have, mailnotary, skip, stderr, stdout,
+};
 use mailnotary::hashtree::root_from_reduced;
 use sha2::{Digest, Sha256};
 
-const JARS: &str =
-    "/usr/share/java/bcprov.jar:/usr/share/java/bcutil.jar:/usr/share/java/bcpkix.jar";
-
 fn bc_accepts(record: &Path, data: &Path) -> bool {
-    Command::new("java")
-        .arg("-cp")
-        .arg(JARS)
-        .arg(root().join("tests/support/BcEvidenceRecord.java"))
-        .arg(record)
-        .arg(data)
-        .output()
-        .unwrap()
+    bouncy_castle("BcEvidenceRecord.java", &[record, data])
         .status
         .success()
 }
@@ -38,23 +30,7 @@ fn a_bundle_checks_out_with_openssl_and_bouncy_castle_alone() {
     }
     let data = tempfile::tempdir().unwrap();
     // Two ingests, so the thread spans two batches.
-    let first: Vec<String> = (1..=4)
-        .map(|n| {
-            std::fs::read_dir(root().join("sample-mails/dispute"))
-                .unwrap()
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .find(|p| {
-                    p.file_name()
-                        .unwrap()
-                        .to_string_lossy()
-                        .starts_with(&format!("0{n}-"))
-                })
-                .unwrap()
-                .display()
-                .to_string()
-        })
-        .collect();
+    let first: Vec<String> = (1..=4).map(dispute_file).collect();
     let mut args = vec!["ingest"];
     args.extend(first.iter().map(String::as_str));
     assert_eq!(mailnotary(data.path(), &args).status.code(), Some(0));
@@ -151,7 +127,9 @@ fn a_bundle_checks_out_with_openssl_and_bouncy_castle_alone() {
 
     // Bouncy Castle: every record with its receipt content, and a changed
     // byte refused.
-    if Path::new("/usr/share/java/bcpkix.jar").exists() {
+    if let Some(why) = bouncy_castle_missing() {
+        skip(test, &format!("Bouncy Castle part: {why}"));
+    } else {
         let first = &messages[0];
         let record = dir.join(first["evidence"].as_str().unwrap());
         let content = dir.join(first["receipt_content"].as_str().unwrap());
@@ -162,8 +140,6 @@ fn a_bundle_checks_out_with_openssl_and_bouncy_castle_alone() {
         let changed_path = work.path().join("changed.der");
         std::fs::write(&changed_path, changed).unwrap();
         assert!(!bc_accepts(&record, &changed_path));
-    } else {
-        skip(test, "Bouncy Castle part: libbcpkix-java is missing");
     }
 }
 

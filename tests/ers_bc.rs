@@ -7,46 +7,25 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
-use common::{have, root, skip};
+use common::{bouncy_castle, bouncy_castle_missing, skip};
 use mailnotary::hashtree::{Hash, HashTree};
 use mailnotary::tsa::Tsa;
 use mailnotary::tsa::pki::LocalPki;
 use sha2::{Digest, Sha256};
 
-const JARS: [&str; 3] = [
-    "/usr/share/java/bcprov.jar",
-    "/usr/share/java/bcutil.jar",
-    "/usr/share/java/bcpkix.jar",
-];
-
-fn bouncy_castle(pairs: &[(PathBuf, PathBuf)]) -> Output {
-    let mut cmd = Command::new("java");
-    cmd.arg("-cp")
-        .arg(JARS.join(":"))
-        .arg(root().join("tests/support/BcEvidenceRecord.java"));
-    for (record, data) in pairs {
-        cmd.arg(record).arg(data);
-    }
-    cmd.output().unwrap()
+fn validate(pairs: &[(PathBuf, PathBuf)]) -> Output {
+    let args: Vec<&PathBuf> = pairs.iter().flat_map(|(r, d)| [r, d]).collect();
+    bouncy_castle("BcEvidenceRecord.java", &args)
 }
 
 #[test]
 fn bouncy_castle_validates_our_evidence_records() {
     let test = "bouncy_castle_validates_our_evidence_records";
-    if !have("java") {
-        return skip(
-            test,
-            "java is not installed (Debian package default-jre-headless)",
-        );
-    }
-    if let Some(jar) = JARS.iter().find(|j| !Path::new(j).exists()) {
-        return skip(
-            test,
-            &format!("{jar} is missing (Debian package libbcpkix-java)"),
-        );
+    if let Some(why) = bouncy_castle_missing() {
+        return skip(test, &why);
     }
     let dir = tempfile::tempdir().unwrap();
     let tsa = Tsa::new(LocalPki::open_or_create(dir.path(), "gw").unwrap());
@@ -74,7 +53,7 @@ fn bouncy_castle_validates_our_evidence_records() {
             std::fs::write(&data_path, object).unwrap();
             pairs.push((record_path, data_path));
         }
-        let out = bouncy_castle(&pairs);
+        let out = validate(&pairs);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success() && text.trim() == format!("ok {count}"),
@@ -85,7 +64,7 @@ fn bouncy_castle_validates_our_evidence_records() {
         // Bouncy Castle refuses the record for a changed object.
         let changed = dir.path().join(format!("{count}-changed.der"));
         std::fs::write(&changed, b"receipt content with another price").unwrap();
-        let out = bouncy_castle(&[(pairs[0].0.clone(), changed)]);
+        let out = validate(&[(pairs[0].0.clone(), changed)]);
         assert!(
             !out.status.success(),
             "{}",

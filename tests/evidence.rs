@@ -11,14 +11,11 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{have, mailnotary, root, skip, stdout};
+use common::{bouncy_castle, bouncy_castle_missing, have, mailnotary, root, skip, stdout};
 use mailnotary::archive::Archive;
 use mailnotary::archive::query::{Query, Selector};
 use mailnotary::store::StoreOptions;
 use sha2::{Digest, Sha256};
-
-const JARS: &str =
-    "/usr/share/java/bcprov.jar:/usr/share/java/bcutil.jar:/usr/share/java/bcpkix.jar";
 
 fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd.output().unwrap();
@@ -33,8 +30,11 @@ fn run(cmd: &mut Command) -> (bool, String) {
 #[test]
 fn ingested_mail_gets_evidence_that_outside_tools_accept() {
     let test = "ingested_mail_gets_evidence_that_outside_tools_accept";
-    if !have("openssl") || !have("java") || !Path::new("/usr/share/java/bcpkix.jar").exists() {
-        return skip(test, "needs openssl, java and libbcpkix-java");
+    if !have("openssl") {
+        return skip(test, "openssl is not installed");
+    }
+    if let Some(why) = bouncy_castle_missing() {
+        return skip(test, &why);
     }
     let data = tempfile::tempdir().unwrap();
     let out = mailnotary(data.path(), &["ingest", "sample-mails/dispute"]);
@@ -130,11 +130,11 @@ fn ingested_mail_gets_evidence_that_outside_tools_accept() {
         bc_args.push(ers_path);
         bc_args.push(content_path);
     }
-    let (ok, text) = run(Command::new("java")
-        .arg("-cp")
-        .arg(JARS)
-        .arg(root().join("tests/support/BcEvidenceRecord.java"))
-        .args(&bc_args));
+    let out = bouncy_castle("BcEvidenceRecord.java", &bc_args);
+    let (ok, text) = (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    );
     assert!(ok && text.trim() == "ok 10", "{text}");
 }
 

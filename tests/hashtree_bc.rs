@@ -7,33 +7,16 @@
 mod common;
 
 use std::fmt::Write;
-use std::path::Path;
-use std::process::Command;
 
-use common::{have, root, skip};
+use common::{bouncy_castle, bouncy_castle_missing, skip};
 use mailnotary::hashtree::{Hash, HashTree};
 use sha2::{Digest, Sha256};
-
-const JARS: [&str; 3] = [
-    "/usr/share/java/bcprov.jar",
-    "/usr/share/java/bcutil.jar",
-    "/usr/share/java/bcpkix.jar",
-];
 
 #[test]
 fn bouncy_castle_agrees_on_roots_and_reduced_trees() {
     let test = "bouncy_castle_agrees_on_roots_and_reduced_trees";
-    if !have("java") {
-        return skip(
-            test,
-            "java is not installed (Debian package default-jre-headless)",
-        );
-    }
-    if let Some(jar) = JARS.iter().find(|j| !Path::new(j).exists()) {
-        return skip(
-            test,
-            &format!("{jar} is missing (Debian package libbcpkix-java)"),
-        );
+    if let Some(why) = bouncy_castle_missing() {
+        return skip(test, &why);
     }
     let dir = tempfile::tempdir().unwrap();
     // Sizes around powers of two, where odd nodes move up.
@@ -60,13 +43,7 @@ fn bouncy_castle_agrees_on_roots_and_reduced_trees() {
         }
         let file = dir.path().join(format!("tree-{n}.txt"));
         std::fs::write(&file, text).unwrap();
-        let out = Command::new("java")
-            .arg("-cp")
-            .arg(JARS.join(":"))
-            .arg(root().join("tests/support/BcHashTree.java"))
-            .arg(&file)
-            .output()
-            .unwrap();
+        let out = bouncy_castle("BcHashTree.java", &[&file]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success() && stdout.trim() == format!("ok {n}"),

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{mailnotary, root, shared_corpus, stderr, stdout};
+use common::{dispute_file, mailnotary, root, shared_corpus, stderr, stdout};
 use serde_json::Value;
 
 const DISPUTE: &str = "sample-mails/dispute";
@@ -115,22 +115,7 @@ fn reingesting_identical_bytes_records_a_sighting() {
 fn the_dispute_thread_is_whole_in_any_arrival_order_and_gaps_show() {
     let data = tempfile::tempdir().unwrap();
     // The later half first: the earlier messages are gaps until they come.
-    let late: Vec<String> = (5..=9)
-        .map(|n| {
-            std::fs::read_dir(root().join(DISPUTE))
-                .unwrap()
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .find(|p| {
-                    p.file_name()
-                        .and_then(|f| f.to_str())
-                        .is_some_and(|f| f.starts_with(&format!("0{n}-")) && f.ends_with(".eml"))
-                })
-                .unwrap()
-                .display()
-                .to_string()
-        })
-        .collect();
+    let late: Vec<String> = (5..=9).map(dispute_file).collect();
     let mut args = vec!["ingest"];
     args.extend(late.iter().map(String::as_str));
     assert_eq!(mailnotary(data.path(), &args).status.code(), Some(0));

@@ -74,3 +74,51 @@ pub fn python_json<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> serde
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} printed no JSON: {e}"))
 }
+
+/// Debian's Bouncy Castle jars (packages libbcprov-java, libbcutil-java,
+/// libbcpkix-java).
+pub const BC_JARS: [&str; 3] = [
+    "/usr/share/java/bcprov.jar",
+    "/usr/share/java/bcutil.jar",
+    "/usr/share/java/bcpkix.jar",
+];
+
+/// Why the Bouncy Castle checkers cannot run here, or `None` when they can.
+pub fn bouncy_castle_missing() -> Option<String> {
+    if !have("java") {
+        return Some("java is not installed (Debian package default-jre-headless)".into());
+    }
+    BC_JARS
+        .iter()
+        .find(|j| !Path::new(j).exists())
+        .map(|jar| format!("{jar} is missing (Debian package libbcpkix-java)"))
+}
+
+/// Runs a Java checker from `tests/support` with Bouncy Castle on the class
+/// path.
+pub fn bouncy_castle<S: AsRef<std::ffi::OsStr>>(program: &str, args: &[S]) -> Output {
+    Command::new("java")
+        .arg("-cp")
+        .arg(BC_JARS.join(":"))
+        .arg(root().join("tests/support").join(program))
+        .args(args)
+        .output()
+        .expect("java runs")
+}
+
+/// The path of dispute message number `n` (1 to 9) in `sample-mails/dispute`.
+pub fn dispute_file(n: u32) -> String {
+    let prefix = format!("{n:02}-");
+    std::fs::read_dir(root().join("sample-mails/dispute"))
+        .expect("sample-mails/dispute exists")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|f| f.to_str())
+                .is_some_and(|f| f.starts_with(&prefix) && f.ends_with(".eml"))
+        })
+        .unwrap_or_else(|| panic!("no dispute message {n}"))
+        .display()
+        .to_string()
+}
