@@ -123,11 +123,7 @@ impl Tsa {
         embed_cert: bool,
         gen_time: Duration,
     ) -> Result<Vec<u8>, TsaError> {
-        // Serial numbers must be unique per TSA (RFC 3161 §2.4.2); 128
-        // random bits make a collision negligible without shared state.
-        let mut serial = [0u8; 16];
-        getrandom::getrandom(&mut serial).map_err(|e| encoding("random serial", e))?;
-        serial[0] &= 0x7f;
+        let serial = random_serial().map_err(|e| encoding("random serial", e))?;
         let tst_info = TstInfo {
             version: TspVersion::V1,
             policy: self.policy,
@@ -201,6 +197,18 @@ impl Tsa {
     }
 }
 
+/// A serial number for a token: unique per TSA (RFC 3161 §2.4.2) through
+/// 126 random bits, without shared state. The first byte is forced into
+/// 0x40..=0x7f, so the DER INTEGER is positive and has no leading zero
+/// byte: OpenSSL refuses a padded INTEGER ("illegal padding"), which a
+/// plain random first byte of 0x00 followed by one below 0x80 would give.
+fn random_serial() -> Result<[u8; 16], getrandom::Error> {
+    let mut serial = [0u8; 16];
+    getrandom::getrandom(&mut serial)?;
+    serial[0] = (serial[0] & 0x3f) | 0x40;
+    Ok(serial)
+}
+
 /// A DER INTEGER holding the unsigned big-endian `bytes`.
 fn unsigned_int(bytes: &[u8]) -> der::Result<Int> {
     let trimmed: Vec<u8> = bytes.iter().copied().skip_while(|&b| b == 0).collect();
@@ -210,4 +218,29 @@ fn unsigned_int(bytes: &[u8]) -> der::Result<Int> {
     }
     value.extend_from_slice(&trimmed);
     Int::new(&value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_are_minimal_positive_integers() {
+        for _ in 0..10_000 {
+            let serial = random_serial().unwrap();
+            assert!((0x40..=0x7f).contains(&serial[0]), "{serial:02x?}");
+            let der = Int::new(&serial).unwrap().to_der().unwrap();
+            // Tag, length 16, then the 16 bytes as they are.
+            assert_eq!(der.len(), 18);
+            assert_eq!(&der[2..], &serial);
+        }
+    }
+
+    #[test]
+    fn nonces_are_encoded_minimally() {
+        let der = |b: &[u8]| unsigned_int(b).unwrap().to_der().unwrap();
+        assert_eq!(der(&[0x00, 0x00, 0x2a]), [0x02, 0x01, 0x2a]);
+        assert_eq!(der(&[0xff]), [0x02, 0x02, 0x00, 0xff]);
+        assert_eq!(der(&[]), [0x02, 0x01, 0x00]);
+    }
 }
