@@ -121,10 +121,11 @@ fn main() {
     }
     let stamp_secs = start.elapsed().as_secs_f64();
 
-    let verify_count = count.min(2_000);
+    let verify_count = count;
+    let trust = mailnotary::signing::Trust::new(anchors.clone());
     let start = Instant::now();
     for i in 0..verify_count {
-        let report = archive.verify_file(&message(i), &anchors).expect("verify");
+        let report = archive.verify_file(&message(i), &trust).expect("verify");
         assert!(report.verified, "message {i} verifies");
     }
     let verify_secs = start.elapsed().as_secs_f64();

@@ -163,3 +163,87 @@ pub fn write(
         batches: batches.len(),
     })
 }
+
+/// One message of a bundle as read back.
+#[derive(Debug, Clone, Default)]
+pub struct BundleEntry {
+    /// The message's number in the bundle (NNN).
+    pub n: String,
+    pub receipt_id: Option<String>,
+    /// receipts/NNN.p7s, when the message was stamped.
+    pub receipt: Option<Vec<u8>>,
+    /// evidence/NNN.ers, when the message was stamped.
+    pub record: Option<Vec<u8>>,
+}
+
+/// A bundle read back for verification.
+#[derive(Debug, Clone, Default)]
+pub struct OpenedBundle {
+    pub entries: Vec<BundleEntry>,
+    /// certs/ca.cert.pem: the anchor the bundle names. It proves nothing by
+    /// itself, since whoever made the bundle chose it.
+    pub trust_anchor: Option<Vec<u8>>,
+}
+
+/// Largest member read from a bundle: bounds memory on a hostile zip.
+const MAX_MEMBER: u64 = 512 * 1024 * 1024;
+
+/// Why a bundle could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the bundle {path}: {detail}")]
+pub struct ReadError {
+    pub path: String,
+    pub detail: String,
+}
+
+/// Reads the manifest, receipts and evidence records of the bundle at `path`.
+pub fn read(path: &Path) -> Result<OpenedBundle, ReadError> {
+    use std::io::Read;
+    let error = |detail: String| ReadError {
+        path: path.display().to_string(),
+        detail,
+    };
+    let file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| error(format!("not a zip file: {e}")))?;
+    let mut member = |name: &str| -> Result<Option<Vec<u8>>, ReadError> {
+        let mut entry = match zip.by_name(name) {
+            Ok(entry) => entry,
+            Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+            Err(e) => return Err(error(format!("{name}: {e}"))),
+        };
+        let mut bytes = Vec::new();
+        (&mut entry)
+            .take(MAX_MEMBER)
+            .read_to_end(&mut bytes)
+            .map_err(|e| error(format!("{name}: {e}")))?;
+        Ok(Some(bytes))
+    };
+    let manifest = member("manifest.json")?
+        .ok_or_else(|| error("it has no manifest.json; is it a mailnotary bundle?".into()))?;
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest)
+        .map_err(|e| error(format!("manifest.json is not JSON: {e}")))?;
+    let mut opened = OpenedBundle {
+        trust_anchor: member(
+            manifest["trust_anchor"]
+                .as_str()
+                .unwrap_or("certs/ca.cert.pem"),
+        )?,
+        ..OpenedBundle::default()
+    };
+    for message in manifest["messages"].as_array().into_iter().flatten() {
+        let file = |key: &str| message[key].as_str().map(str::to_owned);
+        let mut entry = BundleEntry {
+            n: file("n").unwrap_or_default(),
+            receipt_id: file("receipt_id"),
+            ..BundleEntry::default()
+        };
+        if let Some(name) = file("receipt") {
+            entry.receipt = member(&name)?;
+        }
+        if let Some(name) = file("evidence") {
+            entry.record = member(&name)?;
+        }
+        opened.entries.push(entry);
+    }
+    Ok(opened)
+}

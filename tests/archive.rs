@@ -200,7 +200,9 @@ fn check_finds_bytes_changed_behind_its_back() {
     archive
         .ingest(envelope("n"), mail("n@x", &[], "other"))
         .unwrap();
-    let report = archive.check(&[], &mut |_| {}).unwrap();
+    let report = archive
+        .check(&mailnotary::signing::Trust::new(Vec::new()), &mut |_| {})
+        .unwrap();
     assert_eq!((report.messages, report.blobs), (2, 2));
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 
@@ -217,7 +219,9 @@ fn check_finds_bytes_changed_behind_its_back() {
             Ok(())
         })
         .unwrap();
-    let report = archive.check(&[], &mut |_| {}).unwrap();
+    let report = archive
+        .check(&mailnotary::signing::Trust::new(Vec::new()), &mut |_| {})
+        .unwrap();
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
     assert_eq!(report.problems[0].subject, id.to_string());
     assert!(report.problems[0].detail.contains("hash to"));
@@ -283,7 +287,9 @@ fn check_follows_evidence_and_the_batch_chain() {
         assert_eq!(summary.batch.messages, 4);
     }
     assert!(archive.stamp_pending(&signer, &tsa, 100).unwrap().is_none());
-    let report = archive.check(&[], &mut |_| {}).unwrap();
+    let report = archive
+        .check(&mailnotary::signing::Trust::new(Vec::new()), &mut |_| {})
+        .unwrap();
     assert_eq!((report.messages, report.batches), (12, 3));
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 
@@ -298,7 +304,9 @@ fn check_follows_evidence_and_the_batch_chain() {
             Ok(())
         })
         .unwrap();
-    let report = archive.check(&[], &mut |_| {}).unwrap();
+    let report = archive
+        .check(&mailnotary::signing::Trust::new(Vec::new()), &mut |_| {})
+        .unwrap();
     assert!(
         report.problems.iter().any(
             |p| p.subject == "batch 2" && p.detail.contains("not the root of the batch before")

@@ -13,7 +13,7 @@
 //! hash tree leads from the content's hash to its batch's root, and the
 //! record holds that batch's token. Finally it walks the batch chain: each
 //! batch's first leaf must be the root of the batch before it, and its
-//! token must be over its root. Given trust anchors, it also verifies every
+//! token must be over its root. Given trust trust, it also verifies every
 //! receipt's and every token's signature.
 
 use super::{Archive, ArchiveError, MessageRecord, keys, record};
@@ -48,16 +48,16 @@ pub struct CheckReport {
 
 impl Archive {
     /// Checks every stored message; `progress` is called after each one.
-    /// With `anchors` (the trusted CA certificates), receipt and token
+    /// With trust anchors (the trusted CA certificates), receipt and token
     /// signatures are verified too; without, they are skipped and
     /// [`CheckReport::signatures_checked`] says so.
     pub fn check(
         &self,
-        anchors: &[x509_cert::Certificate],
+        trust: &crate::signing::Trust,
         progress: &mut dyn FnMut(u64),
     ) -> Result<CheckReport, ArchiveError> {
         let mut report = CheckReport {
-            signatures_checked: !anchors.is_empty(),
+            signatures_checked: !trust.is_empty(),
             ..CheckReport::default()
         };
         // Records are read in chunks of CHUNK to bound memory on large
@@ -79,7 +79,7 @@ impl Archive {
             for (key, value) in entries.drain(..) {
                 report.messages += 1;
                 match record::decode::<MessageRecord>(&value) {
-                    Ok(r) => self.check_one(&r, anchors, &mut report)?,
+                    Ok(r) => self.check_one(&r, trust, &mut report)?,
                     Err(e) => report.problems.push(Problem {
                         subject: hex::encode(&key),
                         detail: e.to_string(),
@@ -88,13 +88,13 @@ impl Archive {
                 progress(report.messages);
             }
         }
-        self.check_batch_chain(anchors, &mut report)?;
+        self.check_batch_chain(trust, &mut report)?;
         Ok(report)
     }
 
     fn check_batch_chain(
         &self,
-        anchors: &[x509_cert::Certificate],
+        trust: &crate::signing::Trust,
         report: &mut CheckReport,
     ) -> Result<(), ArchiveError> {
         let Some(last) = self.last_batch()? else {
@@ -111,7 +111,7 @@ impl Archive {
                 continue;
             };
             report.batches += 1;
-            if let Err(detail) = self.check_token(&batch, anchors) {
+            if let Err(detail) = self.check_token(&batch, trust) {
                 report.problems.push(Problem {
                     subject: format!("batch {number}"),
                     detail,
@@ -128,12 +128,12 @@ impl Archive {
         Ok(())
     }
 
-    /// The batch's token: its imprint is the root and, with anchors, its
+    /// The batch's token: its imprint is the root and, with trust, its
     /// signature holds.
     fn check_token(
         &self,
         batch: &super::evidence::Batch,
-        anchors: &[x509_cert::Certificate],
+        trust: &crate::signing::Trust,
     ) -> Result<(), String> {
         let token = self
             .batch_token(batch.number)
@@ -143,8 +143,9 @@ impl Archive {
         if hex::encode(&info.imprint) != batch.root {
             return Err("its token is not over its root".into());
         }
-        if !anchors.is_empty() {
-            crate::signing::verify(&token, anchors, Some(info.gen_time.timestamp()))
+        if !trust.is_empty() {
+            trust
+                .verify_shared(&token, Some(info.gen_time.timestamp()))
                 .map_err(|e| format!("its token: {e}"))?;
         }
         Ok(())
@@ -154,7 +155,7 @@ impl Archive {
         &self,
         r: &MessageRecord,
         id: &crate::id::ReceiptId,
-        anchors: &[x509_cert::Certificate],
+        trust: &crate::signing::Trust,
         problem: &mut dyn FnMut(String),
     ) -> Result<(), ArchiveError> {
         // A record that names a batch no longer in the store is a finding
@@ -176,8 +177,8 @@ impl Archive {
             problem("stamped, but its receipt is missing".into());
             return Ok(());
         };
-        if !anchors.is_empty() {
-            match crate::signing::verify(&signed, anchors, None) {
+        if !trust.is_empty() {
+            match trust.verify(&signed, None) {
                 Ok(v) if v.content == content => {}
                 Ok(_) => problem("the signed receipt is over other content".into()),
                 Err(e) => problem(format!("the receipt signature: {e}")),
@@ -232,7 +233,7 @@ impl Archive {
     fn check_one(
         &self,
         r: &MessageRecord,
-        anchors: &[x509_cert::Certificate],
+        trust: &crate::signing::Trust,
         report: &mut CheckReport,
     ) -> Result<(), ArchiveError> {
         let mut problem = |detail: String| {
@@ -261,7 +262,7 @@ impl Archive {
         if let Err(e) = self.thread_of(r) {
             problem(format!("thread: {e}"));
         }
-        self.check_evidence(r, &id, anchors, &mut problem)?;
+        self.check_evidence(r, &id, trust, &mut problem)?;
 
         let raw = match self.raw(&id) {
             Ok(Some(raw)) => raw,

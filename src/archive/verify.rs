@@ -12,22 +12,27 @@
 //! batch root, and the timestamp token's signature, certificate (valid at
 //! its genTime) and imprint of that root.
 //!
-//! Known limit: signatures are checked for ECDSA P-256 certificates issued
-//! directly by a trust anchor, which is what the built-in TSA and the local
-//! CA produce; RSA signatures and intermediate CAs of external TSAs come
-//! with the external TSA client. Tokens are read with rasn, so fractional
-//! genTime is fine.
+//! The same checks run against a receipt and evidence record given from
+//! outside ([`verify_with`]), as `verify --receipt` and `verify --bundle`
+//! do: the file is then matched against the digests the receipt content
+//! records, not against the archive's indexes.
+//!
+//! Each failure names what broke: a content that matches no receipt, a
+//! receipt whose signature fails, an evidence record made for another
+//! receipt, a hash tree that does not reach the timestamped root, a token
+//! whose signer does not lead to a trusted CA. Signature algorithms and
+//! path rules are those of [`crate::signing`].
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use x509_cert::Certificate;
 
 use super::{Archive, ArchiveError, keys};
 use crate::analysis::{Sha256Digest, analyze};
 use crate::hashtree::root_from_reduced;
 use crate::id::ReceiptId;
 use crate::receipt::content::ReceiptContent;
-use crate::tsa::ID_CT_TST_INFO;
+use crate::signing::Trust;
+use crate::tsa::{ID_CT_TST_INFO, ID_SHA256};
 
 /// How the file matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -69,6 +74,16 @@ pub struct Report {
 }
 
 impl Report {
+    fn new() -> Report {
+        Report {
+            verified: false,
+            matched: None,
+            receipt_id: None,
+            stamped_at: None,
+            checks: Vec::new(),
+        }
+    }
+
     fn push(&mut self, name: &'static str, result: Result<String, String>) -> bool {
         let ok = result.is_ok();
         let detail = result.unwrap_or_else(|e| e);
@@ -77,117 +92,69 @@ impl Report {
     }
 }
 
+/// The evidence of one message as a verifier receives it: the signed
+/// receipt (CMS, DER) and, once stamped, its RFC 4998 evidence record.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    pub receipt: Vec<u8>,
+    pub record: Option<Vec<u8>>,
+}
+
 impl Archive {
-    /// Verifies `bytes` against the archive, trusting `anchors` as CAs.
-    pub fn verify_file(
-        &self,
-        bytes: &[u8],
-        anchors: &[Certificate],
-    ) -> Result<Report, ArchiveError> {
-        let mut report = Report {
-            verified: false,
-            matched: None,
-            receipt_id: None,
-            stamped_at: None,
-            checks: Vec::new(),
-        };
-        let Some((id, matched, digest)) = self.find_match(bytes)? else {
+    /// Verifies `bytes` against the archive: finds the receipt that records
+    /// one of its digests, then checks that receipt's evidence.
+    pub fn verify_file(&self, bytes: &[u8], trust: &Trust) -> Result<Report, ArchiveError> {
+        let Some(id) = self.find_match(bytes)? else {
+            let mut report = Report::new();
             report.push(
                 "match",
-                Err("no stored message or attachment has this file's digests".into()),
+                Err(
+                    "the content does not match any receipt: no stored message or \
+                     attachment has this file's raw, canonical or part SHA-256"
+                        .into(),
+                ),
             );
             return Ok(report);
         };
-        report.matched = Some(matched);
-        report.receipt_id = Some(id.to_string());
-        report.push(
-            "match",
-            Ok(format!(
-                "{} SHA-256 {digest} matches receipt {id}",
-                matched.name()
-            )),
-        );
-
         let Some(receipt) = self.receipt(&id)? else {
+            let mut report = Report::new();
+            report.receipt_id = Some(id.to_string());
             report.push(
                 "receipt",
-                Err("the message is still pending: no receipt yet".into()),
+                Err(format!(
+                    "message {id} is still pending: it has no receipt yet; run \
+                     `mailnotary stamp` or wait for the stamper"
+                )),
             );
             return Ok(report);
         };
-        let mut all = report.push(
-            "receipt signature",
-            crate::signing::verify(&receipt.signed, anchors, None).and_then(|v| {
-                if v.content == receipt.content {
-                    Ok(format!("signed by {}", v.signer.tbs_certificate.subject))
-                } else {
-                    Err("the signed content differs from the stored content".into())
-                }
-            }),
-        );
-        all &= report.push(
-            "receipt content",
-            content_names(&receipt.content, &id, matched, &digest),
-        );
-
-        let Some(evidence) = self.evidence(&id)? else {
-            report.push("evidence", Err("the message is not stamped yet".into()));
-            return Ok(report);
-        };
-        let parsed = crate::ers::parse(&evidence.record)
-            .map_err(|e| crate::store::StoreError::Corrupt(format!("evidence of {id}: {e}")))?;
-        let Some(stamp) = parsed
-            .archive_time_stamp_sequence
-            .first()
-            .and_then(|c| c.first())
-        else {
-            report.push("evidence record", Err("it holds no timestamp".into()));
-            return Ok(report);
-        };
-        let leaf: [u8; 32] = Sha256::digest(&receipt.content).into();
-        let root = stamp.reduced().and_then(|r| root_from_reduced(&leaf, &r));
-        all &= report.push(
-            "hash tree",
-            match root {
-                Some(root) => Ok(format!(
-                    "the receipt content leads to root {}",
-                    hex::encode(root)
-                )),
-                None => Err("the receipt content's hash is not in the evidence record".into()),
+        let record = self.evidence(&id)?.map(|e| e.record);
+        Ok(verify_with(
+            bytes,
+            &Evidence {
+                receipt: receipt.signed,
+                record,
             },
-        );
-        let token = stamp
-            .token()
-            .map_err(|e| crate::store::StoreError::Corrupt(format!("evidence of {id}: {e}")))?;
-        let checked = check_token(&token, root, anchors);
-        if let Ok((_, gen_time)) = &checked {
-            report.stamped_at = Some(gen_time.clone());
-        }
-        all &= report.push("timestamp", checked.map(|(detail, _)| detail));
-        report.verified = all;
-        Ok(report)
+            trust,
+        ))
     }
 
-    fn find_match(
-        &self,
-        bytes: &[u8],
-    ) -> Result<Option<(ReceiptId, Matched, Sha256Digest)>, ArchiveError> {
+    /// The receipt id of a stored message or part with one of `bytes`'
+    /// digests: raw first, then canonical, then part.
+    fn find_match(&self, bytes: &[u8]) -> Result<Option<ReceiptId>, ArchiveError> {
         let raw = Sha256Digest::of(bytes);
         if let Some(id) = self
             .store()
             .get(&keys::by_raw(&raw))?
             .and_then(|v| ReceiptId::from_slice(&v))
         {
-            return Ok(Some((id, Matched::Raw, raw)));
+            return Ok(Some(id));
         }
         let canonical = analyze(bytes).digests.canonical;
         if let Some(id) = self.first_under(keys::BY_CANONICAL, &canonical)? {
-            return Ok(Some((id, Matched::Canonical, canonical)));
+            return Ok(Some(id));
         }
-        if let Some(id) = self.first_under(keys::BY_PART, &raw)? {
-            return Ok(Some((id, Matched::Part, raw)));
-        }
-        Ok(None)
+        self.first_under(keys::BY_PART, &raw)
     }
 
     fn first_under(
@@ -205,50 +172,201 @@ impl Archive {
     }
 }
 
-/// Checks that the receipt content is about `id` and names `digest` in the
-/// matched role.
-fn content_names(
-    content: &[u8],
-    id: &ReceiptId,
-    matched: Matched,
-    digest: &Sha256Digest,
-) -> Result<String, String> {
-    let c = ReceiptContent::from_der(content).map_err(|e| format!("does not decode: {e}"))?;
-    if c.receipt_id != id.to_string() {
-        return Err(format!("names receipt {}, not {id}", c.receipt_id));
+/// Reads the eContent of a CMS SignedData without checking anything, so
+/// that a receipt whose signature fails can still say what it claims.
+pub fn unverified_content(signed: &[u8]) -> Option<Vec<u8>> {
+    use der::Decode;
+    let info = cms::content_info::ContentInfo::from_der(signed).ok()?;
+    let data = info
+        .content
+        .decode_as::<cms::signed_data::SignedData>()
+        .ok()?;
+    let octets = data
+        .encap_content_info
+        .econtent?
+        .decode_as::<der::asn1::OctetString>()
+        .ok()?;
+    Some(octets.into_bytes())
+}
+
+/// How `bytes` match the digests `content` records, if they do.
+pub fn match_content(bytes: &[u8], content: &ReceiptContent) -> Option<(Matched, Sha256Digest)> {
+    let raw = Sha256Digest::of(bytes);
+    if content.digests.raw[..] == raw.0 {
+        return Some((Matched::Raw, raw));
     }
-    let named = match matched {
-        Matched::Raw => c.digests.raw[..] == digest.0,
-        Matched::Canonical => c.digests.canonical[..] == digest.0,
-        Matched::Part => c.digests.parts.iter().any(|p| p.sha256[..] == digest.0),
+    if content.digests.parts.iter().any(|p| p.sha256[..] == raw.0) {
+        // A message is never its own part, so this order costs nothing and
+        // spares the canonical pass for attachments.
+        return Some((Matched::Part, raw));
+    }
+    let canonical = analyze(bytes).digests.canonical;
+    (content.digests.canonical[..] == canonical.0).then_some((Matched::Canonical, canonical))
+}
+
+/// Verifies `bytes` against one receipt and its evidence record, trusting
+/// only `trust`.
+pub fn verify_with(bytes: &[u8], evidence: &Evidence, trust: &Trust) -> Report {
+    let mut report = Report::new();
+    // The content is read before its signature is checked so that the
+    // match can be reported either way; nothing is accepted unless the
+    // signature check below passes too.
+    let content_der = match trust.verify(&evidence.receipt, None) {
+        Ok(verified) => {
+            report.push(
+                "receipt signature",
+                Ok(format!(
+                    "signed by {}",
+                    verified.signer.tbs_certificate.subject
+                )),
+            );
+            verified.content
+        }
+        Err(e) => {
+            report.push(
+                "receipt signature",
+                Err(format!("the receipt's signature does not verify: {e}")),
+            );
+            match unverified_content(&evidence.receipt) {
+                Some(content) => content,
+                None => return report,
+            }
+        }
     };
-    if named {
-        Ok(format!(
-            "receipt {id} records this {} digest",
-            matched.name()
-        ))
-    } else {
-        Err("the receipt content does not record this file's digest".into())
+    let content = match ReceiptContent::from_der(&content_der) {
+        Ok(c) => c,
+        Err(e) => {
+            report.push(
+                "receipt content",
+                Err(format!("the receipt content does not decode: {e}")),
+            );
+            return report;
+        }
+    };
+    report.receipt_id = Some(content.receipt_id.clone());
+    match match_content(bytes, &content) {
+        Some((matched, digest)) => {
+            report.matched = Some(matched);
+            report.push(
+                "match",
+                Ok(format!(
+                    "{} SHA-256 {digest} is recorded in receipt {}",
+                    matched.name(),
+                    content.receipt_id
+                )),
+            );
+        }
+        None => {
+            report.push(
+                "match",
+                Err(format!(
+                    "the content does not match receipt {}: neither its raw, canonical \
+                     nor any part SHA-256 is recorded there",
+                    content.receipt_id
+                )),
+            );
+        }
     }
+
+    let Some(record) = &evidence.record else {
+        report.push(
+            "evidence record",
+            Err("no evidence record: the message is not stamped yet".into()),
+        );
+        return report;
+    };
+    let parsed = match crate::ers::parse(record) {
+        Ok(p) => p,
+        Err(e) => {
+            report.push(
+                "evidence record",
+                Err(format!("the evidence record does not decode: {e}")),
+            );
+            return report;
+        }
+    };
+    let Some(stamp) = parsed
+        .archive_time_stamp_sequence
+        .first()
+        .and_then(|c| c.first())
+    else {
+        report.push(
+            "evidence record",
+            Err("the evidence record holds no timestamp".into()),
+        );
+        return report;
+    };
+    let leaf: [u8; 32] = Sha256::digest(&content_der).into();
+    let Some(reduced) = stamp.reduced() else {
+        report.push(
+            "hash tree",
+            Err("the evidence record's hash tree holds a value that is not a SHA-256".into()),
+        );
+        return report;
+    };
+    // An empty reduced tree means the token stamps this one hash alone.
+    let root = root_from_reduced(&leaf, &reduced);
+    report.push(
+        "hash tree",
+        match root {
+            Some(root) => Ok(format!(
+                "the receipt content's hash leads to root {}",
+                hex::encode(root)
+            )),
+            None => Err(
+                "the evidence record is for another message: the hash of this \
+                 receipt's content is not among its leaves"
+                    .into(),
+            ),
+        },
+    );
+    match stamp.token() {
+        Ok(token) => {
+            let checked = check_token(&token, root, trust);
+            if let Ok((_, gen_time)) = &checked {
+                report.stamped_at = Some(gen_time.clone());
+            }
+            report.push("timestamp", checked.map(|(detail, _)| detail));
+        }
+        Err(e) => {
+            report.push(
+                "timestamp",
+                Err(format!("the timestamp token does not decode: {e}")),
+            );
+        }
+    }
+    report.verified = report.checks.iter().all(|c| c.ok);
+    report
 }
 
 /// Verifies a TimeStampToken over `root`; returns a description and genTime.
 fn check_token(
     token: &[u8],
     root: Option<[u8; 32]>,
-    anchors: &[Certificate],
+    trust: &Trust,
 ) -> Result<(String, String), String> {
-    // The certificates are checked at genTime, so the token's content is
-    // read first (without trusting it) to learn that time.
-    let verified = crate::signing::verify(token, anchors, None)?;
+    // The certificates are checked at genTime, read first from the
+    // (not yet trusted) token; the signature check below covers it.
+    let info = crate::tsa::token::inspect(token)?;
+    let gen_time = info.gen_time.timestamp();
+    let verified = trust
+        .verify_shared(token, Some(gen_time))
+        .map_err(|e| format!("the timestamp token is not from a trusted TSA or is damaged: {e}"))?;
     if verified.content_type != ID_CT_TST_INFO {
         return Err("the token's content is not a TSTInfo".into());
     }
-    let info = crate::tsa::token::inspect(token)?;
-    let gen_time = info.gen_time.timestamp();
-    crate::signing::verify(token, anchors, Some(gen_time))?;
-    if Some(info.imprint.as_slice()) != root.as_ref().map(|r| &r[..]) {
-        return Err("the token's imprint is not the batch root".into());
+    if info.hash_algorithm != ID_SHA256.to_string() {
+        return Err(format!(
+            "the token stamps a {} digest; evidence records here use SHA-256",
+            info.hash_algorithm
+        ));
+    }
+    match root {
+        Some(root) if info.imprint == root => {}
+        Some(_) => {
+            return Err("the token's imprint is not the root the evidence record leads to".into());
+        }
+        None => return Err("no root to compare the token's imprint with".into()),
     }
     let when = info
         .gen_time

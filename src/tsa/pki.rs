@@ -45,11 +45,52 @@ const CA_YEARS: u64 = 20;
 const LEAF_YEARS: u64 = 10;
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// A key and the certificate that names it.
+/// A key and the certificate that names it, ready to sign CMS: the key is
+/// also held as a ring key pair (the fast signer), and the certificate's
+/// DER and SHA-256 are computed once for the signingCertificateV2 attribute.
 #[derive(Clone)]
 pub struct KeyPair {
     pub key: SigningKey,
     pub certificate: Certificate,
+    pub(crate) signer: std::sync::Arc<ring::signature::EcdsaKeyPair>,
+    pub(crate) certificate_sha256: [u8; 32],
+}
+
+impl KeyPair {
+    /// Pairs a P-256 key with its certificate, checking that they match.
+    pub fn new(key: SigningKey, certificate: Certificate) -> Result<KeyPair, TsaError> {
+        use der::Encode;
+        use sha2::Digest;
+        let pkcs8 = key
+            .to_pkcs8_der()
+            .map_err(|e| pki_error("key encoding", e))?;
+        let signer = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            pkcs8.as_bytes(),
+            &ring::rand::SystemRandom::new(),
+        )
+        .map_err(|e| pki_error("P-256 key", e))?;
+        let public = certificate
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes();
+        if ring::signature::KeyPair::public_key(&signer).as_ref() != public {
+            return Err(TsaError::Pki(format!(
+                "the key does not belong to the certificate of {}",
+                certificate.tbs_certificate.subject
+            )));
+        }
+        let der = certificate
+            .to_der()
+            .map_err(|e| pki_error("certificate encoding", e))?;
+        Ok(KeyPair {
+            key,
+            certificate,
+            signer: std::sync::Arc::new(signer),
+            certificate_sha256: sha2::Sha256::digest(&der).into(),
+        })
+    }
 }
 
 /// The embedded defaults' CA, timestamping and receipt-signing identities.
@@ -129,7 +170,7 @@ fn make_ca(gateway: &str) -> Result<KeyPair, TsaError> {
     let certificate = builder
         .build::<DerSignature>()
         .map_err(|e| pki_error("CA certificate", e))?;
-    Ok(KeyPair { key, certificate })
+    KeyPair::new(key, certificate)
 }
 
 /// What a certificate issued by the local CA is for.
@@ -173,7 +214,7 @@ fn make_leaf(gateway: &str, ca: &KeyPair, role: Role) -> Result<KeyPair, TsaErro
     let certificate = builder
         .build::<DerSignature>()
         .map_err(|e| pki_error("certificate", e))?;
-    Ok(KeyPair { key, certificate })
+    KeyPair::new(key, certificate)
 }
 
 /// Writes `bytes` to a new file; `secret` files get mode 0600 from the
@@ -241,10 +282,10 @@ impl LocalPki {
         std::fs::create_dir_all(&dir)
             .map_err(|e| pki_error(&format!("cannot create {}", dir.display()), e))?;
         let pair = |stem: &str| -> Result<KeyPair, TsaError> {
-            Ok(KeyPair {
-                key: load_key(&dir.join(format!("{stem}.key.pem")))?,
-                certificate: load_cert(&dir.join(format!("{stem}.cert.pem")))?,
-            })
+            KeyPair::new(
+                load_key(&dir.join(format!("{stem}.key.pem")))?,
+                load_cert(&dir.join(format!("{stem}.cert.pem")))?,
+            )
         };
         let exists = |stem: &str| dir.join(format!("{stem}.cert.pem")).exists();
         if !exists("ca") {

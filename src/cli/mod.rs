@@ -28,6 +28,8 @@ use mailnotary::store::{BackendKind, StoreOptions};
 use mailnotary::tsa::Tsa;
 use mailnotary::tsa::pki::LocalPki;
 
+mod verify;
+
 #[derive(Parser)]
 #[command(
     name = "mailnotary",
@@ -69,18 +71,9 @@ enum Command {
     Lookup(LookupArgs),
     /// Re-verify everything the store holds.
     Check,
-    /// Check a file (.eml or attachment) against the archive and its evidence.
-    Verify {
-        /// The file to check.
-        file: PathBuf,
-        /// A CA certificate (PEM) to trust; the data directory's own local
-        /// CA is trusted when none is given.
-        #[arg(long)]
-        trust: Vec<PathBuf>,
-        /// Print a JSON object.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Check a file (.eml or attachment) against its receipt and evidence:
+    /// in the archive, or given with --receipt or --bundle.
+    Verify(verify::VerifyArgs),
     /// Write an evidence bundle (zip) for a thread or a message.
     Export(ExportArgs),
     /// The built-in RFC 3161 timestamp authority.
@@ -239,7 +232,7 @@ fn execute(cli: Cli) -> Result<i32> {
         Command::Tsa {
             command: TsaCommand::Serve { listen },
         } => tsa_serve(&cli.data, &config, listen),
-        Command::Verify { file, trust, json } => verify(&open()?, &cli.data, &file, &trust, json),
+        Command::Verify(args) => verify::run(&cli.data, &options, &args),
         Command::Digest {
             file,
             show_canonical,
@@ -592,23 +585,20 @@ fn message_json(archive: &Archive, r: &MessageRecord) -> Result<serde_json::Valu
 }
 
 fn check(archive: &Archive, data: &Path) -> Result<i32> {
-    use der::DecodePem;
     // The data directory's own CA, when it has one, lets check verify
     // every signature too.
     let ca = data.join("keys/ca.cert.pem");
-    let anchors = match std::fs::read(&ca) {
-        Ok(pem) => vec![
-            x509_cert::Certificate::from_pem(&pem)
-                .with_context(|| format!("{} is not a PEM certificate", ca.display()))?,
-        ],
-        Err(_) => Vec::new(),
+    let trust = if ca.exists() {
+        verify::load_trust(&[ca], &[])?
+    } else {
+        mailnotary::signing::Trust::new(Vec::new())
     };
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new_spinner()
     } else {
         ProgressBar::hidden()
     };
-    let report = archive.check(&anchors, &mut |n| bar.set_position(n))?;
+    let report = archive.check(&trust, &mut |n| bar.set_position(n))?;
     bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     for p in &report.problems {
@@ -678,61 +668,6 @@ fn digest(file: &Path, show_canonical: bool, as_json: bool) -> Result<i32> {
         out.write_all(&mailnotary::canonical::canonicalize(&raw))?;
     }
     Ok(0)
-}
-
-fn verify(
-    archive: &Archive,
-    data: &Path,
-    file: &Path,
-    trust: &[PathBuf],
-    as_json: bool,
-) -> Result<i32> {
-    use der::DecodePem;
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let anchor_files: Vec<PathBuf> = if trust.is_empty() {
-        vec![data.join("keys/ca.cert.pem")]
-    } else {
-        trust.to_vec()
-    };
-    let mut anchors = Vec::new();
-    for path in &anchor_files {
-        let pem = std::fs::read(path)
-            .with_context(|| format!("cannot read the trusted CA {}", path.display()))?;
-        anchors.push(
-            x509_cert::Certificate::from_pem(&pem)
-                .with_context(|| format!("{} is not a PEM certificate", path.display()))?,
-        );
-    }
-    let report = archive.verify_file(&bytes, &anchors)?;
-    let mut out = std::io::stdout().lock();
-    if as_json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        for c in &report.checks {
-            writeln!(
-                out,
-                "{:<5} {:<18} {}",
-                if c.ok { "ok" } else { "FAIL" },
-                c.name,
-                c.detail
-            )?;
-        }
-        writeln!(
-            out,
-            "{}",
-            if report.verified {
-                format!(
-                    "verified: {} existed unchanged at {}",
-                    file.display(),
-                    report.stamped_at.as_deref().unwrap_or("?")
-                )
-            } else {
-                format!("not verified: {}", file.display())
-            }
-        )?;
-    }
-    Ok(if report.verified { 0 } else { 1 })
 }
 
 fn tsa_serve(data: &Path, config: &Config, listen: std::net::SocketAddr) -> Result<i32> {

@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: Apache-2.0 OR MIT
+//! `mailnotary verify`: one file against its evidence, from the archive, a
+//! receipt and evidence record given by hand, or a bundle.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use mailnotary::archive::Archive;
+use mailnotary::archive::verify::{Check, Evidence, Report, match_content, unverified_content};
+use mailnotary::receipt::content::ReceiptContent;
+use mailnotary::signing::Trust;
+use mailnotary::store::StoreOptions;
+
+#[derive(Args)]
+pub(crate) struct VerifyArgs {
+    /// The file to check: a message (.eml) or an attachment saved on its own.
+    file: PathBuf,
+    /// Check against this signed receipt (receipts/NNN.p7s, CMS DER)
+    /// instead of the archive.
+    #[arg(long, conflicts_with = "bundle")]
+    receipt: Option<PathBuf>,
+    /// The receipt's evidence record (evidence/NNN.ers); without it the
+    /// archive is asked for the receipt's record.
+    #[arg(long, requires = "receipt")]
+    evidence: Option<PathBuf>,
+    /// Check against the receipts of this evidence bundle (zip).
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    /// A CA certificate or chain (PEM) to trust; the data directory's own
+    /// local CA is trusted when none is given.
+    #[arg(long)]
+    trust: Vec<PathBuf>,
+    /// Certificates (PEM) that may complete a chain without being trusted:
+    /// intermediates, or a TSA certificate its tokens do not carry.
+    #[arg(long)]
+    untrusted: Vec<PathBuf>,
+    /// Print a JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Reads every certificate of the PEM files in `anchors` (trusted) and
+/// `untrusted` (path material only).
+pub(crate) fn load_trust(anchors: &[PathBuf], untrusted: &[PathBuf]) -> Result<Trust> {
+    let read = |paths: &[PathBuf]| -> Result<Vec<x509_cert::Certificate>> {
+        let mut all = Vec::new();
+        for path in paths {
+            all.extend(read_pem_certificates(path)?);
+        }
+        Ok(all)
+    };
+    Ok(Trust::new(read(anchors)?).with_untrusted(read(untrusted)?))
+}
+
+fn read_pem_certificates(path: &Path) -> Result<Vec<x509_cert::Certificate>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read the certificate file {}", path.display()))?;
+    let certificates = x509_cert::Certificate::load_pem_chain(&pem)
+        .with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
+    if certificates.is_empty() {
+        bail!("{} holds no certificate", path.display());
+    }
+    Ok(certificates)
+}
+
+pub(crate) fn run(data: &Path, options: &StoreOptions, args: &VerifyArgs) -> Result<i32> {
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let local_ca = data.join("keys/ca.cert.pem");
+    // Trust: what the user named, else the data directory's CA. A bundle
+    // verified on a machine with neither falls back to the CA inside the
+    // bundle, and the report says so: that anchor is only as good as the
+    // channel the bundle came through.
+    let mut anchor_note = None;
+    let trust = if !args.trust.is_empty() {
+        load_trust(&args.trust, &args.untrusted)?
+    } else if local_ca.exists() {
+        load_trust(&[local_ca], &args.untrusted)?
+    } else if let Some(bundle) = &args.bundle {
+        let opened = mailnotary::bundle::read(bundle)?;
+        let pem = opened.trust_anchor.context(
+            "no trust anchor: the bundle has no certs/ca.cert.pem and none was given with --trust",
+        )?;
+        let anchors = x509_cert::Certificate::load_pem_chain(&pem)
+            .context("the bundle's certs/ca.cert.pem is not a PEM certificate")?;
+        anchor_note = Some(fingerprint_note(&anchors));
+        let extra = load_trust(&[], &args.untrusted)?;
+        Trust::new(anchors).with_untrusted(extra.untrusted_certificates().to_vec())
+    } else {
+        bail!(
+            "no trust anchor: {} does not exist; give the CA certificate with --trust",
+            data.join("keys/ca.cert.pem").display()
+        );
+    };
+
+    let mut report = if let Some(receipt) = &args.receipt {
+        let receipt_der = std::fs::read(receipt)
+            .with_context(|| format!("cannot read the receipt {}", receipt.display()))?;
+        let record =
+            match &args.evidence {
+                Some(path) => Some(std::fs::read(path).with_context(|| {
+                    format!("cannot read the evidence record {}", path.display())
+                })?),
+                None => record_from_archive(data, options, &receipt_der)?,
+            };
+        mailnotary::archive::verify::verify_with(
+            &bytes,
+            &Evidence {
+                receipt: receipt_der,
+                record,
+            },
+            &trust,
+        )
+    } else if let Some(bundle) = &args.bundle {
+        verify_in_bundle(&bytes, bundle, &trust)?
+    } else {
+        if !data.exists() {
+            bail!(
+                "no archive in {}: give --data, or check against --receipt or --bundle",
+                data.display()
+            );
+        }
+        let archive = Archive::open(data, options)
+            .with_context(|| format!("cannot open the archive in {}", data.display()))?;
+        archive.verify_file(&bytes, &trust)?
+    };
+    if let Some(note) = anchor_note {
+        report.checks.insert(
+            0,
+            Check {
+                name: "trust anchor",
+                ok: true,
+                detail: note,
+            },
+        );
+    }
+    print(&report, &args.file, args.json)?;
+    Ok(if report.verified { 0 } else { 1 })
+}
+
+fn fingerprint_note(anchors: &[x509_cert::Certificate]) -> String {
+    use der::Encode;
+    use sha2::Digest;
+    let described: Vec<String> = anchors
+        .iter()
+        .map(|c| {
+            let sha = c
+                .to_der()
+                .map(|d| hex::encode(sha2::Sha256::digest(d)))
+                .unwrap_or_default();
+            format!("{} (SHA-256 fingerprint {sha})", c.tbs_certificate.subject)
+        })
+        .collect();
+    format!(
+        "taken from the bundle itself: {}; it proves something only if this \
+         fingerprint is confirmed with the gateway's operator through another channel, \
+         or give the CA with --trust",
+        described.join(", ")
+    )
+}
+
+/// The evidence record of a receipt, from the local archive when there is one.
+fn record_from_archive(
+    data: &Path,
+    options: &StoreOptions,
+    receipt: &[u8],
+) -> Result<Option<Vec<u8>>> {
+    if !data.exists() {
+        return Ok(None);
+    }
+    let Some(id) = unverified_content(receipt)
+        .and_then(|c| ReceiptContent::from_der(&c).ok())
+        .and_then(|c| c.receipt_id.parse::<mailnotary::id::ReceiptId>().ok())
+    else {
+        return Ok(None);
+    };
+    let archive = Archive::open(data, options)
+        .with_context(|| format!("cannot open the archive in {}", data.display()))?;
+    Ok(archive.evidence(&id)?.map(|e| e.record))
+}
+
+/// Finds the bundle's receipt that records one of the file's digests and
+/// verifies against it.
+fn verify_in_bundle(bytes: &[u8], bundle: &Path, trust: &Trust) -> Result<Report> {
+    let opened = mailnotary::bundle::read(bundle)?;
+    for entry in &opened.entries {
+        let Some(receipt) = &entry.receipt else {
+            continue;
+        };
+        let matches = unverified_content(receipt)
+            .and_then(|c| ReceiptContent::from_der(&c).ok())
+            .is_some_and(|c| match_content(bytes, &c).is_some());
+        if matches {
+            return Ok(mailnotary::archive::verify::verify_with(
+                bytes,
+                &Evidence {
+                    receipt: receipt.clone(),
+                    record: entry.record.clone(),
+                },
+                trust,
+            ));
+        }
+    }
+    Ok(Report {
+        verified: false,
+        matched: None,
+        receipt_id: None,
+        stamped_at: None,
+        checks: vec![Check {
+            name: "match",
+            ok: false,
+            detail: format!(
+                "the content does not match any receipt in the bundle ({} receipts searched)",
+                opened
+                    .entries
+                    .iter()
+                    .filter(|e| e.receipt.is_some())
+                    .count()
+            ),
+        }],
+    })
+}
+
+fn print(report: &Report, file: &Path, as_json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        serde_json::to_writer_pretty(&mut out, report)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    for c in &report.checks {
+        writeln!(
+            out,
+            "{:<5} {:<18} {}",
+            if c.ok { "ok" } else { "FAIL" },
+            c.name,
+            c.detail
+        )?;
+    }
+    if report.verified {
+        writeln!(
+            out,
+            "verified: {} existed unchanged at {} ({} match)",
+            file.display(),
+            report.stamped_at.as_deref().unwrap_or("?"),
+            report.matched.map_or("?", |m| m.name())
+        )?;
+    } else {
+        let failed: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name)
+            .collect();
+        writeln!(
+            out,
+            "not verified: {} (failed: {})",
+            file.display(),
+            failed.join(", ")
+        )?;
+    }
+    Ok(())
+}
