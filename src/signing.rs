@@ -527,6 +527,40 @@ impl Trust {
     }
 }
 
+/// Reads certificates from PEM (one or more) or from a single DER
+/// certificate, as certificate files come either way. PEM is read as
+/// OpenSSL reads it, whatever the line lengths: strict RFC 7468 readers
+/// refuse real chain files whose lines were re-wrapped.
+pub fn read_certificates(bytes: &[u8]) -> Result<Vec<Certificate>, String> {
+    use base64ct::Encoding;
+    if bytes.first() == Some(&0x30) {
+        return Certificate::from_der(bytes)
+            .map(|c| vec![c])
+            .map_err(|e| fail("not a DER certificate", e));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| "neither PEM nor DER".to_string())?;
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut certificates = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(BEGIN) {
+        let body = &rest[start + BEGIN.len()..];
+        let end = body.find(END).ok_or("a PEM certificate has no END line")?;
+        let base64: String = body[..end]
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
+        let der = base64ct::Base64::decode_vec(&base64)
+            .map_err(|e| fail("a PEM certificate's Base64", e))?;
+        certificates.push(Certificate::from_der(&der).map_err(|e| fail("certificate", e))?);
+        rest = &body[end + END.len()..];
+    }
+    if certificates.is_empty() {
+        return Err("no certificate found (expected PEM or DER)".into());
+    }
+    Ok(certificates)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -665,7 +699,14 @@ fn check_signature(
                 .as_ref()
                 .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
                 .ok_or("an EC key without a named curve")?;
-            match (curve, *algorithm) {
+            // Some signers write id-ecPublicKey as the signature algorithm
+            // and let the digest algorithm name the hash.
+            let algorithm = match (*algorithm, digest) {
+                (ID_EC_PUBLIC_KEY, Some(&ID_SHA256)) => ECDSA_WITH_SHA256,
+                (ID_EC_PUBLIC_KEY, Some(&ID_SHA384)) => ECDSA_WITH_SHA384,
+                (other, _) => other,
+            };
+            match (curve, algorithm) {
                 (SECP256R1, ECDSA_WITH_SHA256) => &sig::ECDSA_P256_SHA256_ASN1,
                 (SECP256R1, ECDSA_WITH_SHA384) => &sig::ECDSA_P256_SHA384_ASN1,
                 (SECP384R1, ECDSA_WITH_SHA256) => &sig::ECDSA_P384_SHA256_ASN1,

@@ -56,10 +56,14 @@ pub(crate) fn load_trust(anchors: &[PathBuf], untrusted: &[PathBuf]) -> Result<T
 }
 
 fn read_pem_certificates(path: &Path) -> Result<Vec<x509_cert::Certificate>> {
-    let pem = std::fs::read(path)
+    let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read the certificate file {}", path.display()))?;
-    let certificates = x509_cert::Certificate::load_pem_chain(&pem)
-        .with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
+    let certificates = mailnotary::signing::read_certificates(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a PEM or DER certificate file: {e}",
+            path.display()
+        )
+    })?;
     if certificates.is_empty() {
         bail!("{} holds no certificate", path.display());
     }
@@ -84,8 +88,9 @@ pub(crate) fn run(data: &Path, options: &StoreOptions, args: &VerifyArgs) -> Res
         let pem = opened.trust_anchor.context(
             "no trust anchor: the bundle has no certs/ca.cert.pem and none was given with --trust",
         )?;
-        let anchors = x509_cert::Certificate::load_pem_chain(&pem)
-            .context("the bundle's certs/ca.cert.pem is not a PEM certificate")?;
+        let anchors = mailnotary::signing::read_certificates(&pem).map_err(|e| {
+            anyhow::anyhow!("the bundle's certs/ca.cert.pem is not a certificate: {e}")
+        })?;
         anchor_note = Some(fingerprint_note(&anchors));
         let extra = load_trust(&[], &args.untrusted)?;
         Trust::new(anchors).with_untrusted(extra.untrusted_certificates().to_vec())

@@ -26,6 +26,26 @@ pub struct TokenInfo {
     pub nonce: Option<String>,
 }
 
+/// The TimeStampToken of a DER TimeStampToken or TimeStampResp, with its
+/// bytes as they were received (a signature covers bytes, so nothing is
+/// re-encoded).
+pub fn token_bytes(der: &[u8]) -> Result<Vec<u8>, String> {
+    // A TimeStampToken is a ContentInfo: SEQUENCE { OID, [0] ... }.
+    // A TimeStampResp is SEQUENCE { PKIStatusInfo (a SEQUENCE), token? }.
+    let members: Vec<der::Any> = der::Decode::from_der(der)
+        .map_err(|e| format!("neither a TimeStampToken nor a TimeStampResp: {e}"))?;
+    match members.first().map(der::Tagged::tag) {
+        Some(der::Tag::ObjectIdentifier) => Ok(der.to_vec()),
+        Some(der::Tag::Sequence) => {
+            let token = members
+                .get(1)
+                .ok_or("the response carries no token (the TSA refused the request)")?;
+            der::Encode::to_der(token).map_err(|e| format!("the token: {e}"))
+        }
+        _ => Err("neither a TimeStampToken nor a TimeStampResp".into()),
+    }
+}
+
 /// Reads the TSTInfo of a DER TimeStampToken or TimeStampResp.
 pub fn inspect(der: &[u8]) -> Result<TokenInfo, String> {
     let token = match rasn::der::decode::<ContentInfo>(der) {
