@@ -20,6 +20,130 @@ pub struct Config {
     pub gateway: GatewayConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub stamping: StampingConfig,
+    /// External timestamp authorities, in the order they are tried. Empty:
+    /// the built-in TSA stamps every batch.
+    #[serde(default)]
+    pub tsa: Vec<TsaConfig>,
+}
+
+/// How pending messages are gathered into batches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StampingConfig {
+    /// How long the stamper gathers messages before a batch, milliseconds.
+    #[serde(default = "default_window_ms")]
+    pub window_ms: u64,
+    /// The most messages one batch holds.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// `first`: the first TSA in the list that answers stamps each batch
+    /// (failover). `all`: every TSA listed stamps every batch, and a batch
+    /// is stamped only when all of them answered.
+    #[serde(default)]
+    pub mode: StampingMode,
+}
+
+fn default_window_ms() -> u64 {
+    1000
+}
+
+fn default_max_batch() -> usize {
+    10_000
+}
+
+impl Default for StampingConfig {
+    fn default() -> Self {
+        StampingConfig {
+            window_ms: default_window_ms(),
+            max_batch: default_max_batch(),
+            mode: StampingMode::default(),
+        }
+    }
+}
+
+/// See [`StampingConfig::mode`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StampingMode {
+    #[default]
+    First,
+    All,
+}
+
+/// One external RFC 3161 timestamp authority.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsaConfig {
+    /// A short name for logs and batch records.
+    pub name: String,
+    /// The TSA's HTTP or HTTPS address (`application/timestamp-query`), or
+    /// `builtin` for the gateway's own TSA.
+    pub url: String,
+    /// The policy OID to request; none lets the TSA choose.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Ask for the TSA certificate inside the token (certReq). Default on.
+    #[serde(default = "default_true")]
+    pub cert_req: bool,
+    /// Seconds to wait for one answer.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Further attempts after a failed one, with doubling waits.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// HTTP basic authentication.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The basic-authentication password, or the name of an environment
+    /// variable holding it (`env:NAME`), which keeps it out of the file.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A bearer token, or `env:NAME`.
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    /// CA certificates (PEM or DER) its tokens must chain to. Tokens are
+    /// checked against them before a batch is accepted, and `verify` and
+    /// `check` trust them.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Certificates that complete the chain without being trusted: the TSA
+    /// certificate when tokens do not carry it (cert_req = false), or
+    /// intermediates.
+    #[serde(default)]
+    pub certs_file: Option<PathBuf>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_timeout_secs() -> u64 {
+    10
+}
+
+fn default_retries() -> u32 {
+    2
+}
+
+/// Secrets never reach logs or error messages, so Debug leaves them out.
+impl std::fmt::Debug for TsaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TsaConfig")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("policy", &self.policy)
+            .field("cert_req", &self.cert_req)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("retries", &self.retries)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "(set)"))
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "(set)"))
+            .field("ca_file", &self.ca_file)
+            .field("certs_file", &self.certs_file)
+            .finish()
+    }
 }
 
 /// Who the gateway is, as written into receipts.

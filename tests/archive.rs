@@ -353,10 +353,10 @@ fn a_failing_tsa_leaves_messages_pending_and_a_later_batch_takes_them() {
         "{err}"
     );
     assert!(archive.is_pending(&id).unwrap());
-    assert!(
-        archive.receipt(&id).unwrap().is_none(),
-        "nothing half-written"
-    );
+    // The receipt signed for the failed batch is kept (signed, pending);
+    // no evidence and no batch are written.
+    let kept = archive.receipt(&id).unwrap().expect("the receipt is kept");
+    assert!(archive.evidence(&id).unwrap().is_none());
     assert!(archive.last_batch().unwrap().is_none());
 
     let summary = archive
@@ -366,4 +366,9 @@ fn a_failing_tsa_leaves_messages_pending_and_a_later_batch_takes_them() {
     assert_eq!(summary.batch.number, 1);
     assert!(!archive.is_pending(&id).unwrap());
     assert!(archive.evidence(&id).unwrap().is_some());
+    assert_eq!(
+        archive.receipt(&id).unwrap().unwrap().signed,
+        kept.signed,
+        "the kept receipt is the one stamped, not signed again"
+    );
 }

@@ -139,14 +139,20 @@ impl Archive {
             .batch_token(batch.number)
             .map_err(|e| e.to_string())?
             .ok_or("its token is missing")?;
-        let info = crate::tsa::token::inspect(&token).map_err(|e| format!("its token: {e}"))?;
-        if hex::encode(&info.imprint) != batch.root {
-            return Err("its token is not over its root".into());
+        check_one_token(&token, &batch.root, trust).map_err(|e| format!("its token: {e}"))?;
+        let extra = self
+            .batch_extra_tokens(batch.number)
+            .map_err(|e| e.to_string())?;
+        if extra.len() != batch.also_stamped_by.len() {
+            return Err(format!(
+                "{} further token(s) recorded, {} stored",
+                batch.also_stamped_by.len(),
+                extra.len()
+            ));
         }
-        if !trust.is_empty() {
-            trust
-                .verify_shared(&token, Some(info.gen_time.timestamp()))
-                .map_err(|e| format!("its token: {e}"))?;
+        for (token, tsa) in extra.iter().zip(&batch.also_stamped_by) {
+            check_one_token(token, &batch.root, trust)
+                .map_err(|e| format!("the token of {tsa}: {e}"))?;
         }
         Ok(())
     }
@@ -299,4 +305,17 @@ impl Archive {
         }
         Ok(())
     }
+}
+
+/// A token's imprint is `root` (hex) and, with anchors, its signature holds
+/// at its genTime.
+fn check_one_token(token: &[u8], root: &str, trust: &crate::signing::Trust) -> Result<(), String> {
+    let info = crate::tsa::token::inspect(token)?;
+    if hex::encode(&info.imprint) != root {
+        return Err("not over the batch root".into());
+    }
+    if !trust.is_empty() {
+        trust.verify_shared(token, Some(info.gen_time.timestamp()))?;
+    }
+    Ok(())
 }

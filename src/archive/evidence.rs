@@ -30,13 +30,19 @@ use crate::receipt::content::{Issuer, ReceiptContent};
 use crate::store::StoreError;
 use crate::tsa::pki::KeyPair;
 
-/// Something that timestamps a digest: the built-in TSA, or later an
-/// external one over HTTP.
+/// Something that timestamps a digest: the built-in TSA, an external one
+/// over HTTP, or a set of them.
 pub trait Stamper {
     /// A short name for logs and batch records, such as "built-in".
     fn name(&self) -> String;
     /// Returns a DER TimeStampToken over `digest` (SHA-256).
     fn stamp(&self, digest: &Hash) -> Result<Vec<u8>, String>;
+    /// Every token to keep for `digest`, each with the name of the TSA that
+    /// made it; the first goes into the evidence records. One token unless
+    /// several TSAs stamp every batch.
+    fn stamp_all(&self, digest: &Hash) -> Result<Vec<(String, Vec<u8>)>, String> {
+        Ok(vec![(self.name(), self.stamp(digest)?)])
+    }
 }
 
 impl Stamper for crate::tsa::Tsa {
@@ -60,8 +66,12 @@ pub struct Batch {
     pub previous_root: Option<String>,
     /// How many messages the batch holds.
     pub messages: u64,
-    /// Which stamper stamped it.
+    /// The TSA whose token the evidence records carry.
     pub tsa: String,
+    /// Further TSAs that stamped the same root (stamping mode `all`); their
+    /// tokens are kept beside the batch's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_stamped_by: Vec<String>,
     /// Gateway clock when the token came back, milliseconds since the epoch.
     pub stamped_at: u64,
 }
@@ -154,16 +164,33 @@ impl Archive {
         let tree = HashTree::build(&tree_leaves)
             .ok_or_else(|| StoreError::Bug("a batch without leaves".into()))?;
         let root = tree.root();
-        let token = stamper
-            .stamp(&root)
-            .map_err(|e| ArchiveError::Stamp(stamper.name(), e))?;
+        let mut tokens = match stamper.stamp_all(&root) {
+            Ok(tokens) if !tokens.is_empty() => tokens,
+            Ok(_) => return Err(ArchiveError::Stamp(stamper.name(), "no token".into())),
+            Err(e) => {
+                // The receipts signed for this batch are kept, so that the
+                // messages show as signed and pending and the next attempt
+                // does not sign them again.
+                self.store().write(move |txn| -> Result<(), ArchiveError> {
+                    for (id, content, signed) in new_receipts {
+                        txn.put(keys::receipt_content(&id), content);
+                        txn.put(keys::receipt(&id), signed);
+                    }
+                    Ok(())
+                })?;
+                return Err(ArchiveError::Stamp(stamper.name(), e));
+            }
+        };
+        let (first_tsa, token) = tokens.remove(0);
+        let extra_tokens = tokens;
 
         let batch = Batch {
             number: last.as_ref().map_or(1, |b| b.number + 1),
             root: hex::encode(root),
             previous_root: previous_root.map(hex::encode),
             messages: ids.len() as u64,
-            tsa: stamper.name(),
+            tsa: first_tsa,
+            also_stamped_by: extra_tokens.iter().map(|(name, _)| name.clone()).collect(),
             stamped_at: crate::envelope::now_millis(),
         };
         let mut evidence = Vec::with_capacity(ids.len());
@@ -197,6 +224,9 @@ impl Archive {
                 txn.delete(keys::pending(&id));
             }
             txn.put(keys::batch_token(written.number), token);
+            for (i, (_, extra)) in extra_tokens.into_iter().enumerate() {
+                txn.put(keys::batch_extra_token(written.number, i as u8 + 1), extra);
+            }
             txn.put(keys::batch(written.number), record::encode(&written)?);
             txn.put(
                 keys::key(keys::META, &[keys::META_LAST_BATCH]),
@@ -227,6 +257,20 @@ impl Archive {
             Some(bytes) => Ok(Some(record::decode(&bytes)?)),
             None => Ok(None),
         }
+    }
+
+    /// The further tokens over batch `number`'s root, in the order of
+    /// [`Batch::also_stamped_by`].
+    pub fn batch_extra_tokens(&self, number: u64) -> Result<Vec<Vec<u8>>, ArchiveError> {
+        let mut tokens = Vec::new();
+        let exact = keys::batch_token(number);
+        self.store().scan_prefix(&exact, &mut |k, v| {
+            if k.len() > exact.len() {
+                tokens.push(v.to_vec());
+            }
+            true
+        })?;
+        Ok(tokens)
     }
 
     /// The token over batch `number`'s root.

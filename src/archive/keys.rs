@@ -169,6 +169,12 @@ pub fn batch_token(number: u64) -> Vec<u8> {
     key(BATCH_TOKEN, &[&number.to_be_bytes()])
 }
 
+/// A further TSA's token over the same batch root (stamping mode `all`),
+/// numbered from 1; it sorts right after the batch's own token.
+pub fn batch_extra_token(number: u64, index: u8) -> Vec<u8> {
+    key(BATCH_TOKEN, &[&number.to_be_bytes(), &[index]])
+}
+
 pub fn pending(id: &ReceiptId) -> Vec<u8> {
     key(PENDING, &[id.as_bytes()])
 }

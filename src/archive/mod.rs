@@ -170,6 +170,16 @@ impl Archive {
         Ok(self.store.get(&keys::pending(id))?.is_some())
     }
 
+    /// How many messages wait for their timestamp.
+    pub fn pending_count(&self) -> Result<u64, ArchiveError> {
+        let mut count = 0;
+        self.store.scan_prefix(&[keys::PENDING], &mut |_, _| {
+            count += 1;
+            true
+        })?;
+        Ok(count)
+    }
+
     /// Closes the store after pending writes are committed.
     pub fn close(self) {
         self.store.close();

@@ -18,14 +18,17 @@ use serde_json::json;
 
 use mailnotary::analysis::{Mailbox, analyze};
 use mailnotary::archive::evidence::ReceiptSigner;
+use mailnotary::archive::evidence::Stamper;
 use mailnotary::archive::query::{Query, Selector};
 use mailnotary::archive::{Archive, Ingested, MessageRecord};
 use mailnotary::config::Config;
+use mailnotary::config::StampingMode;
 use mailnotary::envelope::{Envelope, Source, now_millis};
 use mailnotary::receipt::content::Issuer;
 use mailnotary::source::{self, Found};
 use mailnotary::store::{BackendKind, StoreOptions};
 use mailnotary::tsa::Tsa;
+use mailnotary::tsa::client::{HttpTsa, StamperSet};
 use mailnotary::tsa::pki::LocalPki;
 
 mod verify;
@@ -67,6 +70,8 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Stamp the messages still pending (after a TSA outage, say).
+    Stamp,
     /// Find messages and threads.
     Lookup(LookupArgs),
     /// Re-verify everything the store holds.
@@ -226,13 +231,17 @@ fn execute(cli: Cli) -> Result<i32> {
             let archive = open()?;
             ingest(&archive, &Notary::open(&cli.data, &config)?, &paths)
         }
+        Command::Stamp => {
+            let archive = open()?;
+            stamp(&archive, &Notary::open(&cli.data, &config)?)
+        }
         Command::Lookup(args) => lookup(&open()?, &args),
-        Command::Check => check(&open()?, &cli.data),
+        Command::Check => check(&open()?, &cli.data, &config),
         Command::Export(args) => export(&open()?, &cli.data, &args),
         Command::Tsa {
             command: TsaCommand::Serve { listen },
         } => tsa_serve(&cli.data, &config, listen),
-        Command::Verify(args) => verify::run(&cli.data, &options, &args),
+        Command::Verify(args) => verify::run(&cli.data, &options, &config, &args),
         Command::Digest {
             file,
             show_canonical,
@@ -250,10 +259,11 @@ struct IngestSummary {
     skipped: Vec<(PathBuf, String)>,
 }
 
-/// The gateway's signing identity and its built-in TSA.
+/// The gateway's signing identity and the timestamp authorities it uses.
 struct Notary {
     signer: ReceiptSigner,
-    tsa: Tsa,
+    stamper: Box<dyn Stamper + Send + Sync>,
+    max_batch: usize,
 }
 
 impl Notary {
@@ -267,24 +277,92 @@ impl Notary {
             },
             key: pki.receipt.clone(),
         };
+        let stamper: Box<dyn Stamper + Send + Sync> = if config.tsa.is_empty() {
+            Box::new(Tsa::new(pki))
+        } else {
+            let mut members: Vec<Box<dyn Stamper + Send + Sync>> = Vec::new();
+            let mut builtin = Some(pki);
+            for tsa in &config.tsa {
+                if tsa.url == "builtin" {
+                    let pki = builtin
+                        .take()
+                        .context("the built-in TSA is listed twice in the configuration")?;
+                    members.push(Box::new(Tsa::new(pki)));
+                } else {
+                    members.push(Box::new(HttpTsa::new(tsa).map_err(anyhow::Error::msg)?));
+                }
+            }
+            Box::new(StamperSet::new(
+                members,
+                config.stamping.mode == StampingMode::All,
+            ))
+        };
         Ok(Notary {
             signer,
-            tsa: Tsa::new(pki),
+            stamper,
+            max_batch: config.stamping.max_batch.max(1),
         })
     }
 }
 
-/// How many messages one batch takes at most when catching up.
-const MAX_BATCH: usize = 10_000;
-
-/// Stamps everything pending; returns (messages, batches).
-fn stamp_all(archive: &Archive, notary: &Notary) -> Result<(u64, u64)> {
+/// Stamps everything pending; returns (messages, batches), or the
+/// messages stamped before the TSAs failed and why they failed.
+fn stamp_all(archive: &Archive, notary: &Notary) -> Result<(u64, u64, Option<String>)> {
     let (mut messages, mut batches) = (0, 0);
-    while let Some(summary) = archive.stamp_pending(&notary.signer, &notary.tsa, MAX_BATCH)? {
-        messages += summary.batch.messages;
-        batches += 1;
+    loop {
+        match archive.stamp_pending(&notary.signer, notary.stamper.as_ref(), notary.max_batch) {
+            Ok(Some(summary)) => {
+                messages += summary.batch.messages;
+                batches += 1;
+            }
+            Ok(None) => return Ok((messages, batches, None)),
+            Err(mailnotary::archive::ArchiveError::Stamp(tsa, why)) => {
+                return Ok((messages, batches, Some(format!("{tsa}: {why}"))));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok((messages, batches))
+}
+
+/// Prints what stamping did; returns whether everything was stamped.
+fn report_stamping(
+    out: &mut dyn Write,
+    archive: &Archive,
+    (stamped, batches, failure): (u64, u64, Option<String>),
+) -> Result<bool> {
+    if stamped > 0 {
+        writeln!(
+            out,
+            "stamped {stamped} message{} in {batches} batch{} (receipts signed, evidence recorded)",
+            plural(stamped),
+            if batches == 1 { "" } else { "es" }
+        )?;
+    }
+    let Some(why) = failure else {
+        return Ok(true);
+    };
+    let pending = archive.pending_count()?;
+    writeln!(
+        out,
+        "not stamped: {pending} message{} pending, stored and safe, because no \
+         timestamp authority answered ({why}); run `mailnotary stamp` to try again",
+        if pending == 1 { " stays" } else { "s stay" }
+    )?;
+    Ok(false)
+}
+
+fn stamp(archive: &Archive, notary: &Notary) -> Result<i32> {
+    let result = stamp_all(archive, notary)?;
+    let nothing = result.0 == 0 && result.2.is_none();
+    let mut out = std::io::stdout().lock();
+    if nothing {
+        writeln!(out, "nothing pending")?;
+    }
+    Ok(if report_stamping(&mut out, archive, result)? {
+        0
+    } else {
+        1
+    })
 }
 
 fn ingest(archive: &Archive, notary: &Notary, paths: &[PathBuf]) -> Result<i32> {
@@ -393,7 +471,7 @@ fn ingest(archive: &Archive, notary: &Notary, paths: &[PathBuf]) -> Result<i32> 
     if let Some(e) = store_error.into_inner().ok().flatten() {
         return Err(e);
     }
-    let (stamped, batches) = stamp_all(archive, notary)?;
+    let stamping = stamp_all(archive, notary)?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -412,21 +490,20 @@ fn ingest(archive: &Archive, notary: &Notary, paths: &[PathBuf]) -> Result<i32> 
             summary.with_anomalies
         )?;
     }
-    if stamped > 0 {
-        writeln!(
-            out,
-            "stamped {stamped} message{} in {batches} batch{} (receipts signed, evidence recorded)",
-            plural(stamped),
-            if batches == 1 { "" } else { "es" }
-        )?;
-    }
+    let all_stamped = report_stamping(&mut out, archive, stamping)?;
     for (path, reason) in &summary.skipped {
         writeln!(out, "skipped {}: {reason}", path.display())?;
     }
     for (path, reason) in &summary.failed {
         eprintln!("error: {}: {reason}", path.display());
     }
-    Ok(if summary.failed.is_empty() { 0 } else { 2 })
+    Ok(if !summary.failed.is_empty() {
+        2
+    } else if !all_stamped {
+        1
+    } else {
+        0
+    })
 }
 
 fn plural(n: u64) -> &'static str {
@@ -584,15 +661,11 @@ fn message_json(archive: &Archive, r: &MessageRecord) -> Result<serde_json::Valu
     }))
 }
 
-fn check(archive: &Archive, data: &Path) -> Result<i32> {
-    // The data directory's own CA, when it has one, lets check verify
-    // every signature too.
-    let ca = data.join("keys/ca.cert.pem");
-    let trust = if ca.exists() {
-        verify::load_trust(&[ca], &[])?
-    } else {
-        mailnotary::signing::Trust::new(Vec::new())
-    };
+fn check(archive: &Archive, data: &Path, config: &Config) -> Result<i32> {
+    // The data directory's own CA (and the configured TSAs' CAs), when
+    // there is one, let check verify every signature too.
+    let trust = verify::default_trust(data, config, &[])?
+        .unwrap_or_else(|| mailnotary::signing::Trust::new(Vec::new()));
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new_spinner()
     } else {

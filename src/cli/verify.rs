@@ -10,6 +10,7 @@ use clap::Args;
 
 use mailnotary::archive::Archive;
 use mailnotary::archive::verify::{Check, Evidence, Report, match_content, unverified_content};
+use mailnotary::config::Config;
 use mailnotary::receipt::content::ReceiptContent;
 use mailnotary::signing::Trust;
 use mailnotary::store::StoreOptions;
@@ -70,19 +71,53 @@ fn read_pem_certificates(path: &Path) -> Result<Vec<x509_cert::Certificate>> {
     Ok(certificates)
 }
 
-pub(crate) fn run(data: &Path, options: &StoreOptions, args: &VerifyArgs) -> Result<i32> {
+/// The anchors trusted when none are named: the data directory's CA and
+/// the CA of each external TSA in the configuration, with their extra
+/// certificates. Empty when there are none.
+pub(crate) fn default_trust(
+    data: &Path,
+    config: &Config,
+    untrusted: &[PathBuf],
+) -> Result<Option<Trust>> {
+    let mut anchors = Vec::new();
+    let mut extra = untrusted.to_vec();
+    let local_ca = data.join("keys/ca.cert.pem");
+    if local_ca.exists() {
+        anchors.push(local_ca);
+    }
+    for tsa in &config.tsa {
+        anchors.extend(tsa.ca_file.clone());
+        extra.extend(tsa.certs_file.clone());
+    }
+    if anchors.is_empty() {
+        return Ok(None);
+    }
+    load_trust(&anchors, &extra).map(Some)
+}
+
+pub(crate) fn run(
+    data: &Path,
+    options: &StoreOptions,
+    config: &Config,
+    args: &VerifyArgs,
+) -> Result<i32> {
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let local_ca = data.join("keys/ca.cert.pem");
-    // Trust: what the user named, else the data directory's CA. A bundle
+    // Trust: what the user named, else the data directory's CA (and the
+    // configured TSAs' CAs). A bundle
     // verified on a machine with neither falls back to the CA inside the
     // bundle, and the report says so: that anchor is only as good as the
     // channel the bundle came through.
     let mut anchor_note = None;
+    let configured = if args.trust.is_empty() {
+        default_trust(data, config, &args.untrusted)?
+    } else {
+        None
+    };
     let trust = if !args.trust.is_empty() {
         load_trust(&args.trust, &args.untrusted)?
-    } else if local_ca.exists() {
-        load_trust(&[local_ca], &args.untrusted)?
+    } else if let Some(trust) = configured {
+        trust
     } else if let Some(bundle) = &args.bundle {
         let opened = mailnotary::bundle::read(bundle)?;
         let pem = opened.trust_anchor.context(

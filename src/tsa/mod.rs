@@ -17,8 +17,9 @@
 //! registered one. [`Tsa::respond`] answers RFC 3161 requests, and
 //! [`serve`] serves it over HTTP for `mailnotary tsa serve`.
 
+pub mod client;
 pub mod pki;
-mod response;
+pub mod response;
 pub mod serve;
 pub mod token;
 

@@ -76,3 +76,63 @@ pub fn rejection(bit: u8, text: &str) -> Vec<u8> {
         time_stamp_token: None,
     })
 }
+
+/// A TimeStampResp as a client reads it.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// PKIStatus: 0 granted, 1 grantedWithMods, 2 rejection, 3 waiting,
+    /// 4 revocationWarning, 5 revocationNotification.
+    pub status: u8,
+    /// The statusString texts, joined.
+    pub text: String,
+    /// The failInfo bits set.
+    pub fail_bits: Vec<u8>,
+    /// The token's bytes as received, when there is one.
+    pub token: Option<Vec<u8>>,
+}
+
+/// The same shape as [`TimeStampResp`] with the token kept as raw bytes,
+/// since a signature covers bytes and foreign tokens may hold what the der
+/// crate refuses (fractional genTime).
+#[derive(Sequence)]
+struct RawResp<'a> {
+    status: StatusInfo<'a>,
+    #[asn1(optional = "true")]
+    time_stamp_token: Option<der::Any>,
+}
+
+/// Reads a DER TimeStampResp.
+pub fn parse(der: &[u8]) -> Result<Parsed, String> {
+    let resp = RawResp::from_der(der).map_err(|e| format!("not a TimeStampResp: {e}"))?;
+    let fail_bits = resp
+        .status
+        .fail_info
+        .as_ref()
+        .map(|bits| {
+            bits.bits()
+                .enumerate()
+                .filter(|(_, set)| *set)
+                .map(|(i, _)| i as u8)
+                .collect()
+        })
+        .unwrap_or_default();
+    let text = resp
+        .status
+        .status_string
+        .iter()
+        .flatten()
+        .map(|t| t.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let token = resp
+        .time_stamp_token
+        .map(|t| t.to_der())
+        .transpose()
+        .map_err(|e| format!("the token: {e}"))?;
+    Ok(Parsed {
+        status: resp.status.status,
+        text,
+        fail_bits,
+        token,
+    })
+}
