@@ -166,3 +166,202 @@ fn exporting_nothing_says_so() {
     assert!(stderr(&out).contains("nothing exported"));
     assert!(!Path::new("/tmp/never.zip").exists());
 }
+
+/// The checks of a `verify --json` run that failed, by name and detail.
+fn failed_checks(out: &std::process::Output) -> Vec<(String, String)> {
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(out), stderr(out)));
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn verify_against_a_bundle_or_a_receipt_names_each_failure() {
+    let data = tempfile::tempdir().unwrap();
+    let out = mailnotary(data.path(), &["ingest", "sample-mails/dispute"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let work = tempfile::tempdir().unwrap();
+    let zip = work.path().join("dispute.zip");
+    let out = mailnotary(
+        data.path(),
+        &[
+            "export",
+            "--thread",
+            "<202603161448057719204@huarui-precision.example>",
+            "--out",
+            zip.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ca = data.path().join("keys/ca.cert.pem");
+    let ca = ca.to_str().unwrap();
+    let zip_arg = zip.to_str().unwrap();
+    // A machine with no archive: only the bundle, the file and the CA.
+    let nowhere = work.path().join("no-archive");
+    let price_claim = dispute_file(5);
+    let pdf = "sample-mails/dispute/attachments/报价单-Q-2026-118.pdf";
+
+    let out = mailnotary(
+        &nowhere,
+        &[
+            "verify",
+            &price_claim,
+            "--bundle",
+            zip_arg,
+            "--trust",
+            ca,
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let out = mailnotary(
+        &nowhere,
+        &["verify", pdf, "--bundle", zip_arg, "--trust", ca, "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["matched"], "part");
+
+    // Without --trust, the bundle's own CA is used and the output says
+    // that this proves nothing until its fingerprint is confirmed.
+    let out = mailnotary(&nowhere, &["verify", &price_claim, "--bundle", zip_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("taken from the bundle itself"));
+    assert!(!nowhere.exists(), "verify creates no data directory");
+
+    // A file that is in no receipt of the bundle.
+    let out = mailnotary(
+        &nowhere,
+        &[
+            "verify",
+            "README.md",
+            "--bundle",
+            zip_arg,
+            "--trust",
+            ca,
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let failed = failed_checks(&out);
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0]
+            .1
+            .contains("does not match any receipt in the bundle"),
+        "{failed:?}"
+    );
+
+    // Receipts and evidence records by hand, from the unzipped bundle.
+    let dir = work.path().join("bundle");
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&zip).unwrap()).unwrap();
+    archive.extract(&dir).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let raw_05 = hex::encode(Sha256::digest(
+        std::fs::read(common::root().join(&price_claim)).unwrap(),
+    ));
+    let messages = manifest["messages"].as_array().unwrap();
+    let own = messages
+        .iter()
+        .find(|m| m["raw_sha256"] == raw_05.as_str())
+        .unwrap();
+    let other = messages
+        .iter()
+        .find(|m| m["raw_sha256"] != raw_05.as_str())
+        .unwrap();
+    let file = |m: &serde_json::Value, key: &str| {
+        dir.join(m[key].as_str().unwrap())
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let by_hand = |receipt: &str, evidence: &str| {
+        mailnotary(
+            &nowhere,
+            &[
+                "verify",
+                &price_claim,
+                "--receipt",
+                receipt,
+                "--evidence",
+                evidence,
+                "--trust",
+                ca,
+                "--json",
+            ],
+        )
+    };
+    let out = by_hand(&file(own, "receipt"), &file(own, "evidence"));
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+
+    // The evidence record of another message.
+    let out = by_hand(&file(own, "receipt"), &file(other, "evidence"));
+    assert_eq!(out.status.code(), Some(1));
+    let failed = failed_checks(&out);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "hash tree");
+    assert!(
+        failed[0]
+            .1
+            .contains("evidence record is for another message"),
+        "{failed:?}"
+    );
+
+    // The other message's receipt: the content does not match it.
+    let out = by_hand(&file(other, "receipt"), &file(other, "evidence"));
+    assert_eq!(out.status.code(), Some(1));
+    let failed = failed_checks(&out);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "match");
+    assert!(
+        failed[0].1.contains("the content does not match receipt"),
+        "{failed:?}"
+    );
+
+    // One flipped byte in the receipt's signature.
+    let mut flipped = std::fs::read(file(own, "receipt")).unwrap();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x01;
+    let flipped_path = work.path().join("flipped.p7s");
+    std::fs::write(&flipped_path, &flipped).unwrap();
+    let out = by_hand(flipped_path.to_str().unwrap(), &file(own, "evidence"));
+    assert_eq!(out.status.code(), Some(1));
+    let failed = failed_checks(&out);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "receipt signature");
+    assert!(
+        failed[0].1.contains("signature does not verify"),
+        "{failed:?}"
+    );
+
+    // A receipt given without its evidence record, on a machine with no
+    // archive to find it in.
+    let out = mailnotary(
+        &nowhere,
+        &[
+            "verify",
+            &price_claim,
+            "--receipt",
+            &file(own, "receipt"),
+            "--trust",
+            ca,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("no evidence record"),
+        "{}",
+        stdout(&out)
+    );
+}
