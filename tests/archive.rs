@@ -372,3 +372,97 @@ fn a_failing_tsa_leaves_messages_pending_and_a_later_batch_takes_them() {
         "the kept receipt is the one stamped, not signed again"
     );
 }
+
+#[test]
+fn the_running_stamper_backs_off_while_the_tsa_is_down_then_stamps_everything() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use mailnotary::archive::evidence::{ReceiptSigner, Stamper};
+    use mailnotary::archive::stamper::Pacing;
+    use mailnotary::hashtree::Hash;
+    use mailnotary::receipt::content::Issuer;
+    use mailnotary::tsa::Tsa;
+    use mailnotary::tsa::pki::LocalPki;
+
+    /// Refuses its first `down_for` requests, then stamps with the
+    /// built-in TSA; records when each request came.
+    struct Recovering {
+        tsa: Tsa,
+        down_for: usize,
+        calls: AtomicUsize,
+        times: std::sync::Mutex<Vec<Instant>>,
+    }
+    impl Stamper for Recovering {
+        fn name(&self) -> String {
+            "recovering".into()
+        }
+        fn stamp(&self, digest: &Hash) -> Result<Vec<u8>, String> {
+            self.times.lock().unwrap().push(Instant::now());
+            if self.calls.fetch_add(1, Ordering::SeqCst) < self.down_for {
+                return Err("connection refused".into());
+            }
+            self.tsa.stamp(digest, None).map_err(|e| e.to_string())
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let archive = Arc::new(open(dir.path(), BackendKind::Redb));
+    let pki = LocalPki::open_or_create(dir.path(), "gw").unwrap();
+    let signer = ReceiptSigner {
+        issuer: Issuer::default(),
+        key: pki.receipt.clone(),
+    };
+    let stamper = Arc::new(Recovering {
+        tsa: Tsa::new(pki),
+        down_for: 3,
+        calls: AtomicUsize::new(0),
+        times: std::sync::Mutex::new(Vec::new()),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let pacing = Pacing {
+        window: Duration::from_millis(50),
+        max_batch: 2,
+        first_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(400),
+    };
+    let runner = {
+        let (archive, stamper, stop) = (archive.clone(), stamper.clone(), stop.clone());
+        std::thread::spawn(move || archive.run_stamper(&signer, stamper.as_ref(), pacing, &stop))
+    };
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let Ingested::Stored(id) = archive
+            .ingest(envelope(&i.to_string()), mail(&format!("m{i}@x"), &[], "s"))
+            .unwrap()
+        else {
+            panic!("stored")
+        };
+        ids.push(id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ids.iter().any(|id| archive.is_pending(id).unwrap()) {
+        assert!(Instant::now() < deadline, "the stamper did not catch up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let stats = runner.join().unwrap().unwrap();
+    assert_eq!(stats.failures, 3);
+    assert_eq!(stats.messages, 5);
+    // Five messages at two per batch: at least three batches, chained.
+    assert!(stats.batches >= 3, "{stats:?}");
+    for id in &ids {
+        assert!(archive.evidence(id).unwrap().is_some());
+    }
+    // The waits after the failures doubled: 100, 200, 400 ms at least.
+    let times = stamper.times.lock().unwrap();
+    for (i, least) in [100u64, 200, 400].into_iter().enumerate() {
+        let gap = times[i + 1] - times[i];
+        assert!(gap >= Duration::from_millis(least), "wait {i}: {gap:?}");
+    }
+    let report = archive
+        .check(&mailnotary::signing::Trust::new(Vec::new()), &mut |_| {})
+        .unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

@@ -22,6 +22,7 @@ pub mod evidence;
 pub mod keys;
 pub mod query;
 pub mod record;
+pub mod stamper;
 pub mod thread;
 pub mod verify;
 
