@@ -16,6 +16,20 @@ use common::{
 use mailnotary::hashtree::root_from_reduced;
 use sha2::{Digest, Sha256};
 
+/// Exports the dispute thread of the archive in `data` to `zip`.
+fn export_dispute(data: &Path, zip: &Path) -> std::process::Output {
+    mailnotary(
+        data,
+        &[
+            "export",
+            "--thread",
+            "<202603161448057719204@huarui-precision.example>",
+            "--out",
+            zip.to_str().unwrap(),
+        ],
+    )
+}
+
 fn bc_accepts(record: &Path, data: &Path) -> bool {
     bouncy_castle("BcEvidenceRecord.java", &[record, data])
         .status
@@ -43,16 +57,7 @@ fn a_bundle_checks_out_with_openssl_and_bouncy_castle_alone() {
 
     let work = tempfile::tempdir().unwrap();
     let zip = work.path().join("dispute.zip");
-    let out = mailnotary(
-        data.path(),
-        &[
-            "export",
-            "--thread",
-            "<202603161448057719204@huarui-precision.example>",
-            "--out",
-            zip.to_str().unwrap(),
-        ],
-    );
+    let out = export_dispute(data.path(), &zip);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("9 messages, 2 batches"),
@@ -192,16 +197,7 @@ fn verify_against_a_bundle_or_a_receipt_names_each_failure() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let work = tempfile::tempdir().unwrap();
     let zip = work.path().join("dispute.zip");
-    let out = mailnotary(
-        data.path(),
-        &[
-            "export",
-            "--thread",
-            "<202603161448057719204@huarui-precision.example>",
-            "--out",
-            zip.to_str().unwrap(),
-        ],
-    );
+    let out = export_dispute(data.path(), &zip);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let ca = data.path().join("keys/ca.cert.pem");
     let ca = ca.to_str().unwrap();
