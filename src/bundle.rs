@@ -9,6 +9,8 @@
 //! certs/ca.cert.pem          the trust anchor (the gateway's local CA)
 //! certs/tsa.cert.pem         the timestamping certificate
 //! certs/receipt.cert.pem     the receipt-signing certificate
+//! certs/tsa-NAME-ca.pem      the CA of each configured external TSA
+//! certs/tsa-NAME-certs.pem   its further certificates, when configured
 //! messages/NNN.eml           the message as received (archive mode only)
 //! receipts/NNN.p7s           the signed receipt (CMS, DER)
 //! receipts/NNN.der           the receipt content it signs (DER)
@@ -55,12 +57,21 @@ pub struct BundleSummary {
     pub batches: usize,
 }
 
+/// The certificate files of one external TSA, as configured.
+#[derive(Debug, Clone)]
+pub struct TsaCertificates {
+    pub name: String,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub certs_file: Option<std::path::PathBuf>,
+}
+
 /// Writes the bundle for `records` to `out`; certificates come from
 /// `keys_dir` (the data directory's `keys/`).
 pub fn write(
     archive: &Archive,
     records: &[MessageRecord],
     keys_dir: &Path,
+    tsa_anchors: &[TsaCertificates],
     out: &Path,
 ) -> Result<BundleSummary, BundleError> {
     if records.is_empty() {
@@ -88,6 +99,41 @@ pub fn write(
             detail: e.to_string(),
         })?;
         add(&mut zip, &format!("certs/{cert}.cert.pem"), &pem)?;
+    }
+    // The CA certificates of the external TSAs that stamp batches, named
+    // after each TSA, so that their tokens can be checked from the bundle.
+    let mut tsa_anchor_names = Vec::new();
+    let mut tsa_certificate_names = Vec::new();
+    for tsa in tsa_anchors {
+        let safe: String = tsa
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        for (path, role, names) in [
+            (&tsa.ca_file, "ca", &mut tsa_anchor_names),
+            (&tsa.certs_file, "certs", &mut tsa_certificate_names),
+        ] {
+            let Some(path) = path else { continue };
+            let bytes = std::fs::read(path).map_err(|e| BundleError::Certificate {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
+            let ext = if bytes.first() == Some(&0x30) {
+                "der"
+            } else {
+                "pem"
+            };
+            let name = format!("certs/tsa-{safe}-{role}.{ext}");
+            add(&mut zip, &name, &bytes)?;
+            names.push(name);
+        }
     }
 
     let mut entries = Vec::new();
@@ -149,6 +195,8 @@ pub fn write(
         "format": "mailnotary-bundle-1",
         "created_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "trust_anchor": "certs/ca.cert.pem",
+        "tsa_trust_anchors": tsa_anchor_names,
+        "tsa_certificates": tsa_certificate_names,
         "messages": entries,
         "batches": batches.values().collect::<Vec<_>>(),
     });
@@ -183,6 +231,11 @@ pub struct OpenedBundle {
     /// certs/ca.cert.pem: the anchor the bundle names. It proves nothing by
     /// itself, since whoever made the bundle chose it.
     pub trust_anchor: Option<Vec<u8>>,
+    /// The CA certificates of external TSAs the bundle carries; the same
+    /// caution applies.
+    pub tsa_trust_anchors: Vec<Vec<u8>>,
+    /// Further TSA certificates (for tokens that do not carry theirs).
+    pub tsa_certificates: Vec<Vec<u8>>,
 }
 
 /// Largest member read from a bundle: bounds memory on a hostile zip.
@@ -230,6 +283,22 @@ pub fn read(path: &Path) -> Result<OpenedBundle, ReadError> {
         )?,
         ..OpenedBundle::default()
     };
+    for name in manifest["tsa_trust_anchors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str())
+    {
+        opened.tsa_trust_anchors.extend(member(name)?);
+    }
+    for name in manifest["tsa_certificates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str())
+    {
+        opened.tsa_certificates.extend(member(name)?);
+    }
     for message in manifest["messages"].as_array().into_iter().flatten() {
         let file = |key: &str| message[key].as_str().map(str::to_owned);
         let mut entry = BundleEntry {

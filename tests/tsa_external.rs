@@ -231,6 +231,31 @@ fn openssl_tsas_stamp_batches_that_verify() {
         let out = run(&data, &config, &["check"]);
         assert!(out.status.success(), "{key}: {}", stdout(&out));
 
+        // The bundle carries the TSA's CA: a machine with no archive and
+        // no --trust verifies from the bundle alone (with the warning).
+        let zip = work.path().join(format!("{key}.zip"));
+        let out = run(
+            &data,
+            &config,
+            &["export", "--thread", THREAD, "--out", zip.to_str().unwrap()],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = mailnotary(
+            &work.path().join("no-archive"),
+            &[
+                "verify",
+                &dispute_file(5),
+                "--bundle",
+                zip.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{key}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("Interop Test Root CA"),
+            "{}",
+            stdout(&out)
+        );
+
         // Without the TSA's CA, the same evidence is refused as untrusted.
         let local_ca = data.join("keys/ca.cert.pem");
         let out = run(

@@ -237,7 +237,7 @@ fn execute(cli: Cli) -> Result<i32> {
         }
         Command::Lookup(args) => lookup(&open()?, &args),
         Command::Check => check(&open()?, &cli.data, &config),
-        Command::Export(args) => export(&open()?, &cli.data, &args),
+        Command::Export(args) => export(&open()?, &cli.data, &config, &args),
         Command::Tsa {
             command: TsaCommand::Serve { listen },
         } => tsa_serve(&cli.data, &config, listen),
@@ -786,7 +786,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn export(archive: &Archive, data: &Path, args: &ExportArgs) -> Result<i32> {
+fn export(archive: &Archive, data: &Path, config: &Config, args: &ExportArgs) -> Result<i32> {
     let selector = match (&args.thread, &args.message_id) {
         (Some(t), _) => Selector::Thread(t.clone()),
         (None, Some(m)) => Selector::MessageId(m.clone()),
@@ -801,7 +801,22 @@ fn export(archive: &Archive, data: &Path, args: &ExportArgs) -> Result<i32> {
         eprintln!("no message matches; nothing exported");
         return Ok(1);
     }
-    let summary = mailnotary::bundle::write(archive, &records, &data.join("keys"), &args.out)?;
+    let tsa_anchors: Vec<mailnotary::bundle::TsaCertificates> = config
+        .tsa
+        .iter()
+        .map(|t| mailnotary::bundle::TsaCertificates {
+            name: t.name.clone(),
+            ca_file: t.ca_file.clone(),
+            certs_file: t.certs_file.clone(),
+        })
+        .collect();
+    let summary = mailnotary::bundle::write(
+        archive,
+        &records,
+        &data.join("keys"),
+        &tsa_anchors,
+        &args.out,
+    )?;
     println!(
         "wrote {}: {} message{}, {} batch{}{}",
         args.out.display(),

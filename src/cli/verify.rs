@@ -123,12 +123,23 @@ pub(crate) fn run(
         let pem = opened.trust_anchor.context(
             "no trust anchor: the bundle has no certs/ca.cert.pem and none was given with --trust",
         )?;
-        let anchors = mailnotary::signing::read_certificates(&pem).map_err(|e| {
+        let mut anchors = mailnotary::signing::read_certificates(&pem).map_err(|e| {
             anyhow::anyhow!("the bundle's certs/ca.cert.pem is not a certificate: {e}")
         })?;
+        for tsa_ca in &opened.tsa_trust_anchors {
+            anchors.extend(mailnotary::signing::read_certificates(tsa_ca).map_err(|e| {
+                anyhow::anyhow!("a TSA certificate in the bundle's certs/ is not one: {e}")
+            })?);
+        }
         anchor_note = Some(fingerprint_note(&anchors));
         let extra = load_trust(&[], &args.untrusted)?;
-        Trust::new(anchors).with_untrusted(extra.untrusted_certificates().to_vec())
+        let mut untrusted = extra.untrusted_certificates().to_vec();
+        for certs in &opened.tsa_certificates {
+            untrusted.extend(mailnotary::signing::read_certificates(certs).map_err(|e| {
+                anyhow::anyhow!("a TSA certificate in the bundle's certs/ is not one: {e}")
+            })?);
+        }
+        Trust::new(anchors).with_untrusted(untrusted)
     } else {
         bail!(
             "no trust anchor: {} does not exist; give the CA certificate with --trust",
