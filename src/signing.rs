@@ -302,38 +302,16 @@ impl Trust {
         self.anchors.is_empty()
     }
 
-    /// The trust anchors.
-    pub fn anchors(&self) -> &[Certificate] {
-        &self.anchors
-    }
-
-    /// The certificates given as path material only.
-    pub fn untrusted_certificates(&self) -> &[Certificate] {
-        &self.untrusted
-    }
-
     /// Verifies a DER ContentInfo holding SignedData with one signer, whose
     /// certificate must chain to an anchor and, with `at` (seconds since
     /// the epoch), be valid then along with the whole path.
     pub fn verify(&self, der: &[u8], at: Option<i64>) -> Result<Verified, String> {
-        self.verify_inner(der, at, false)
+        self.verify_uncached(der, at)
     }
 
     /// [`Trust::verify`] for a structure met many times (a batch token
     /// shared by all its messages): the result is remembered.
     pub fn verify_shared(&self, der: &[u8], at: Option<i64>) -> Result<Verified, String> {
-        self.verify_inner(der, at, true)
-    }
-
-    fn verify_inner(
-        &self,
-        der: &[u8],
-        at: Option<i64>,
-        remember: bool,
-    ) -> Result<Verified, String> {
-        if !remember {
-            return self.verify_uncached(der, at);
-        }
         let key = (Sha256::digest(der).into(), at);
         if let Some(hit) = lock(&self.signed).get(&key) {
             return hit.clone();
@@ -344,25 +322,7 @@ impl Trust {
     }
 
     fn verify_uncached(&self, der: &[u8], at: Option<i64>) -> Result<Verified, String> {
-        let info = ContentInfo::from_der(der).map_err(|e| fail("not a CMS ContentInfo", e))?;
-        if info.content_type != ID_SIGNED_DATA {
-            return Err(format!(
-                "content type {} is not signedData",
-                info.content_type
-            ));
-        }
-        let signed = info
-            .content
-            .decode_as::<SignedData>()
-            .map_err(|e| fail("not a SignedData", e))?;
-        let content = signed
-            .encap_content_info
-            .econtent
-            .as_ref()
-            .ok_or("the signed content is detached; this verifier needs it inside")?
-            .decode_as::<OctetString>()
-            .map_err(|e| fail("eContent is not an OCTET STRING", e))?
-            .into_bytes();
+        let (signed, content) = decode(der)?;
         let signer_info = match signed.signer_infos.0.as_slice() {
             [one] => one,
             other => return Err(format!("{} signers; expected exactly one", other.len())),
@@ -414,8 +374,10 @@ impl Trust {
         if content_type != signed.encap_content_info.econtent_type {
             return Err("the contentType attribute differs from the eContentType".into());
         }
+        // The signer's DER, encoded once for the attribute and the path.
+        let signer_der = signer.to_der().map_err(|e| fail("certificate", e))?;
         check_signing_certificate(
-            &signer,
+            &signer_der,
             attr(ID_AA_SIGNING_CERTIFICATE_V2),
             attr(ID_AA_SIGNING_CERTIFICATE),
             content_type == ID_CT_TST_INFO,
@@ -430,7 +392,7 @@ impl Trust {
         )
         .map_err(|e| format!("the signature does not verify: {e}"))?;
 
-        self.check_path(&signer, &embedded, at)?;
+        self.check_path(&signer, &signer_der, &embedded, at)?;
         Ok(Verified {
             content_type: signed.encap_content_info.econtent_type,
             content,
@@ -443,16 +405,16 @@ impl Trust {
     fn check_path(
         &self,
         leaf: &Certificate,
+        leaf_der: &[u8],
         embedded: &[Certificate],
         at: Option<i64>,
     ) -> Result<(), String> {
-        let leaf_der = leaf.to_der().map_err(|e| fail("certificate", e))?;
-        let key: [u8; 32] = Sha256::digest(&leaf_der).into();
+        let key: [u8; 32] = Sha256::digest(leaf_der).into();
         let cached = lock(&self.paths).get(&key).cloned();
         let (window, weakest) = match cached {
             Some(result) => result?,
             None => {
-                let result = self.build_path(leaf, &leaf_der, embedded);
+                let result = self.build_path(leaf, leaf_der, embedded);
                 lock(&self.paths).insert(key, result.clone());
                 result?
             }
@@ -561,15 +523,41 @@ pub fn read_certificates(bytes: &[u8]) -> Result<Vec<Certificate>, String> {
     Ok(certificates)
 }
 
+/// Reads a DER ContentInfo holding SignedData and its encapsulated content,
+/// checking nothing else.
+fn decode(der: &[u8]) -> Result<(SignedData, Vec<u8>), String> {
+    let info = ContentInfo::from_der(der).map_err(|e| fail("not a CMS ContentInfo", e))?;
+    if info.content_type != ID_SIGNED_DATA {
+        return Err(format!(
+            "content type {} is not signedData",
+            info.content_type
+        ));
+    }
+    let signed = info
+        .content
+        .decode_as::<SignedData>()
+        .map_err(|e| fail("not a SignedData", e))?;
+    let content = signed
+        .encap_content_info
+        .econtent
+        .as_ref()
+        .ok_or("the signed content is detached; this verifier needs it inside")?
+        .decode_as::<OctetString>()
+        .map_err(|e| fail("eContent is not an OCTET STRING", e))?
+        .into_bytes();
+    Ok((signed, content))
+}
+
+/// The content a SignedData claims to sign, read without any check, so
+/// that a receipt whose signature fails can still say what it claims.
+pub fn unverified_content(der: &[u8]) -> Option<Vec<u8>> {
+    decode(der).ok().map(|(_, content)| content)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Verifies with a fresh [`Trust`] over `anchors`: the one-off form.
-pub fn verify(der: &[u8], anchors: &[Certificate], at: Option<i64>) -> Result<Verified, String> {
-    Trust::new(anchors.to_vec()).verify(der, at)
 }
 
 fn window_of(path: &[Certificate]) -> (Window, Certificate) {
@@ -637,12 +625,11 @@ fn digest_algorithm(oid: &ObjectIdentifier) -> Result<&'static ring::digest::Alg
 /// signingCertificate or signingCertificateV2 attribute; either, when
 /// present, must hash to the signer's certificate.
 fn check_signing_certificate(
-    signer: &Certificate,
+    der: &[u8],
     v2: Option<&Any>,
     v1: Option<&Any>,
     required: bool,
 ) -> Result<(), String> {
-    let der = signer.to_der().map_err(|e| fail("certificate", e))?;
     if let Some(value) = v2 {
         let attribute: SigningCertificateV2 = value
             .decode_as()
@@ -655,7 +642,7 @@ fn check_signing_certificate(
             .hash_algorithm
             .as_ref()
             .map_or(Ok(&ring::digest::SHA256), |a| digest_algorithm(&a.oid))?;
-        if first.cert_hash.as_bytes() != ring::digest::digest(algorithm, &der).as_ref() {
+        if first.cert_hash.as_bytes() != ring::digest::digest(algorithm, der).as_ref() {
             return Err("signingCertificateV2 names another certificate than the signer's".into());
         }
     } else if let Some(value) = v1 {
@@ -666,7 +653,7 @@ fn check_signing_certificate(
             .certs
             .first()
             .ok_or("signingCertificate names no certificate")?;
-        let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
+        let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
         if first.cert_hash.as_bytes() != sha1.as_ref() {
             return Err("signingCertificate names another certificate than the signer's".into());
         }

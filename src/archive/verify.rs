@@ -32,6 +32,7 @@ use crate::hashtree::root_from_reduced;
 use crate::id::ReceiptId;
 use crate::receipt::content::ReceiptContent;
 use crate::signing::Trust;
+use crate::tsa::token::TokenInfo;
 use crate::tsa::{ID_CT_TST_INFO, ID_SHA256};
 
 /// How the file matched.
@@ -172,23 +173,6 @@ impl Archive {
     }
 }
 
-/// Reads the eContent of a CMS SignedData without checking anything, so
-/// that a receipt whose signature fails can still say what it claims.
-pub fn unverified_content(signed: &[u8]) -> Option<Vec<u8>> {
-    use der::Decode;
-    let info = cms::content_info::ContentInfo::from_der(signed).ok()?;
-    let data = info
-        .content
-        .decode_as::<cms::signed_data::SignedData>()
-        .ok()?;
-    let octets = data
-        .encap_content_info
-        .econtent?
-        .decode_as::<der::asn1::OctetString>()
-        .ok()?;
-    Some(octets.into_bytes())
-}
-
 /// How `bytes` match the digests `content` records, if they do.
 pub fn match_content(bytes: &[u8], content: &ReceiptContent) -> Option<(Matched, Sha256Digest)> {
     let raw = Sha256Digest::of(bytes);
@@ -227,7 +211,7 @@ pub fn verify_with(bytes: &[u8], evidence: &Evidence, trust: &Trust) -> Report {
                 "receipt signature",
                 Err(format!("the receipt's signature does not verify: {e}")),
             );
-            match unverified_content(&evidence.receipt) {
+            match crate::signing::unverified_content(&evidence.receipt) {
                 Some(content) => content,
                 None => return report,
             }
@@ -320,14 +304,14 @@ pub fn verify_with(bytes: &[u8], evidence: &Evidence, trust: &Trust) -> Report {
             ),
         },
     );
-    if root.is_none() {
+    let Some(root) = root else {
         // The token stamps some root, but not one this receipt leads to:
         // checking it would say nothing about this message.
         return report;
-    }
+    };
     match stamp.token() {
         Ok(token) => {
-            let checked = check_token(&token, root, trust);
+            let checked = describe_token(&token, &root, trust);
             if let Ok((_, gen_time)) = &checked {
                 report.stamped_at = Some(gen_time.clone());
             }
@@ -344,44 +328,59 @@ pub fn verify_with(bytes: &[u8], evidence: &Evidence, trust: &Trust) -> Report {
     report
 }
 
-/// Verifies a TimeStampToken over `root`; returns a description and genTime.
-fn check_token(
+/// Checks a batch's TimeStampToken: it stamps `root` with SHA-256 and,
+/// when `trust` has anchors, its signature and certificates hold at its
+/// genTime. Shared by `verify` and `check`.
+pub(crate) fn check_token(
     token: &[u8],
-    root: Option<[u8; 32]>,
+    root: &[u8; 32],
     trust: &Trust,
-) -> Result<(String, String), String> {
+) -> Result<(TokenInfo, Option<crate::signing::Verified>), String> {
     // The certificates are checked at genTime, read first from the
     // (not yet trusted) token; the signature check below covers it.
     let info = crate::tsa::token::inspect(token)?;
-    let gen_time = info.gen_time.timestamp();
-    let verified = trust
-        .verify_shared(token, Some(gen_time))
-        .map_err(|e| format!("the timestamp token is not from a trusted TSA or is damaged: {e}"))?;
-    if verified.content_type != ID_CT_TST_INFO {
-        return Err("the token's content is not a TSTInfo".into());
-    }
+    let verified = if trust.is_empty() {
+        None
+    } else {
+        let verified = trust
+            .verify_shared(token, Some(info.gen_time.timestamp()))
+            .map_err(|e| {
+                format!("the timestamp token is not from a trusted TSA or is damaged: {e}")
+            })?;
+        if verified.content_type != ID_CT_TST_INFO {
+            return Err("the token's content is not a TSTInfo".into());
+        }
+        Some(verified)
+    };
     if info.hash_algorithm != ID_SHA256.to_string() {
         return Err(format!(
             "the token stamps a {} digest; evidence records here use SHA-256",
             info.hash_algorithm
         ));
     }
-    match root {
-        Some(root) if info.imprint == root => {}
-        Some(_) => {
-            return Err("the token's imprint is not the root the evidence record leads to".into());
-        }
-        None => return Err("no root to compare the token's imprint with".into()),
+    if info.imprint != root[..] {
+        return Err("the token's imprint is not the root the evidence record leads to".into());
     }
+    Ok((info, verified))
+}
+
+/// [`check_token`] for `verify`, which always has anchors: a description
+/// and genTime.
+fn describe_token(
+    token: &[u8],
+    root: &[u8; 32],
+    trust: &Trust,
+) -> Result<(String, String), String> {
+    let (info, verified) = check_token(token, root, trust)?;
+    let signer = verified
+        .map(|v| v.signer.tbs_certificate.subject.to_string())
+        .ok_or("no trust anchor to check the token's signature with")?;
     let when = info
         .gen_time
         .with_timezone(&chrono::Utc)
         .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     Ok((
-        format!(
-            "token over the root, genTime {when}, signed by {}",
-            verified.signer.tbs_certificate.subject
-        ),
+        format!("token over the root, genTime {when}, signed by {signer}"),
         when,
     ))
 }

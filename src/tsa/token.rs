@@ -4,7 +4,7 @@
 //! Real TSAs write genTime with fractional seconds, which the der crate
 //! refuses; rasn-cms reads them. [`inspect`] accepts a bare TimeStampToken
 //! or a whole TimeStampResp and returns what the TSTInfo says, without
-//! checking any signature: that is [`crate::signing::verify`]'s job.
+//! checking any signature: that is [`crate::signing::Trust::verify`]'s job.
 
 use rasn_cms::tsp::{TimeStampResp, TstInfo};
 use rasn_cms::{ContentInfo, SignedData};
@@ -31,19 +31,16 @@ pub struct TokenInfo {
 /// re-encoded).
 pub fn token_bytes(der: &[u8]) -> Result<Vec<u8>, String> {
     // A TimeStampToken is a ContentInfo: SEQUENCE { OID, [0] ... }.
-    // A TimeStampResp is SEQUENCE { PKIStatusInfo (a SEQUENCE), token? }.
-    let members: Vec<der::Any> = der::Decode::from_der(der)
-        .map_err(|e| format!("neither a TimeStampToken nor a TimeStampResp: {e}"))?;
-    match members.first().map(der::Tagged::tag) {
-        Some(der::Tag::ObjectIdentifier) => Ok(der.to_vec()),
-        Some(der::Tag::Sequence) => {
-            let token = members
-                .get(1)
-                .ok_or("the response carries no token (the TSA refused the request)")?;
-            der::Encode::to_der(token).map_err(|e| format!("the token: {e}"))
-        }
-        _ => Err("neither a TimeStampToken nor a TimeStampResp".into()),
+    let first: Option<der::Any> = der::Decode::from_der(der)
+        .ok()
+        .and_then(|seq: Vec<der::Any>| seq.into_iter().next());
+    if first.is_some_and(|f| der::Tagged::tag(&f) == der::Tag::ObjectIdentifier) {
+        return Ok(der.to_vec());
     }
+    super::response::parse(der)
+        .map_err(|e| format!("neither a TimeStampToken nor a TimeStampResp: {e}"))?
+        .token
+        .ok_or_else(|| "the response carries no token (the TSA refused the request)".into())
 }
 
 /// Reads the TSTInfo of a DER TimeStampToken or TimeStampResp.
