@@ -9,10 +9,12 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use mailnotary::archive::Archive;
-use mailnotary::archive::verify::{Check, Evidence, Report, match_content, unverified_content};
+use mailnotary::archive::verify::{Check, Evidence, Report, match_content};
+use mailnotary::bundle::OpenedBundle;
 use mailnotary::config::Config;
 use mailnotary::receipt::content::ReceiptContent;
 use mailnotary::signing::Trust;
+use mailnotary::signing::unverified_content;
 use mailnotary::store::StoreOptions;
 
 #[derive(Args)]
@@ -46,17 +48,18 @@ pub(crate) struct VerifyArgs {
 /// Reads every certificate of the PEM files in `anchors` (trusted) and
 /// `untrusted` (path material only).
 pub(crate) fn load_trust(anchors: &[PathBuf], untrusted: &[PathBuf]) -> Result<Trust> {
-    let read = |paths: &[PathBuf]| -> Result<Vec<x509_cert::Certificate>> {
-        let mut all = Vec::new();
-        for path in paths {
-            all.extend(read_pem_certificates(path)?);
-        }
-        Ok(all)
-    };
-    Ok(Trust::new(read(anchors)?).with_untrusted(read(untrusted)?))
+    Ok(Trust::new(read_all(anchors)?).with_untrusted(read_all(untrusted)?))
 }
 
-fn read_pem_certificates(path: &Path) -> Result<Vec<x509_cert::Certificate>> {
+fn read_all(paths: &[PathBuf]) -> Result<Vec<x509_cert::Certificate>> {
+    let mut all = Vec::new();
+    for path in paths {
+        all.extend(read_certificate_file(path)?);
+    }
+    Ok(all)
+}
+
+fn read_certificate_file(path: &Path) -> Result<Vec<x509_cert::Certificate>> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read the certificate file {}", path.display()))?;
     let certificates = mailnotary::signing::read_certificates(&bytes).map_err(|e| {
@@ -103,41 +106,32 @@ pub(crate) fn run(
 ) -> Result<i32> {
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let bundle = args
+        .bundle
+        .as_deref()
+        .map(mailnotary::bundle::read)
+        .transpose()?;
     // Trust: what the user named, else the data directory's CA (and the
-    // configured TSAs' CAs). A bundle
-    // verified on a machine with neither falls back to the CA inside the
-    // bundle, and the report says so: that anchor is only as good as the
-    // channel the bundle came through.
+    // configured TSAs' CAs). A bundle verified on a machine with neither
+    // falls back to the CAs inside the bundle, and the report says so:
+    // those anchors are only as good as the channel the bundle came through.
     let mut anchor_note = None;
-    let configured = if args.trust.is_empty() {
-        default_trust(data, config, &args.untrusted)?
-    } else {
-        None
-    };
     let trust = if !args.trust.is_empty() {
         load_trust(&args.trust, &args.untrusted)?
-    } else if let Some(trust) = configured {
+    } else if let Some(trust) = default_trust(data, config, &args.untrusted)? {
         trust
-    } else if let Some(bundle) = &args.bundle {
-        let opened = mailnotary::bundle::read(bundle)?;
-        let pem = opened.trust_anchor.context(
+    } else if let Some(opened) = &bundle {
+        let ca = opened.trust_anchor.as_deref().context(
             "no trust anchor: the bundle has no certs/ca.cert.pem and none was given with --trust",
         )?;
-        let mut anchors = mailnotary::signing::read_certificates(&pem).map_err(|e| {
-            anyhow::anyhow!("the bundle's certs/ca.cert.pem is not a certificate: {e}")
-        })?;
+        let mut anchors = bundle_certificates(ca)?;
         for tsa_ca in &opened.tsa_trust_anchors {
-            anchors.extend(mailnotary::signing::read_certificates(tsa_ca).map_err(|e| {
-                anyhow::anyhow!("a TSA certificate in the bundle's certs/ is not one: {e}")
-            })?);
+            anchors.extend(bundle_certificates(tsa_ca)?);
         }
         anchor_note = Some(fingerprint_note(&anchors));
-        let extra = load_trust(&[], &args.untrusted)?;
-        let mut untrusted = extra.untrusted_certificates().to_vec();
+        let mut untrusted = read_all(&args.untrusted)?;
         for certs in &opened.tsa_certificates {
-            untrusted.extend(mailnotary::signing::read_certificates(certs).map_err(|e| {
-                anyhow::anyhow!("a TSA certificate in the bundle's certs/ is not one: {e}")
-            })?);
+            untrusted.extend(bundle_certificates(certs)?);
         }
         Trust::new(anchors).with_untrusted(untrusted)
     } else {
@@ -165,8 +159,8 @@ pub(crate) fn run(
             },
             &trust,
         )
-    } else if let Some(bundle) = &args.bundle {
-        verify_in_bundle(&bytes, bundle, &trust)?
+    } else if let Some(opened) = &bundle {
+        verify_in_bundle(&bytes, opened, &trust)
     } else {
         if !data.exists() {
             bail!(
@@ -213,6 +207,12 @@ fn fingerprint_note(anchors: &[x509_cert::Certificate]) -> String {
     )
 }
 
+/// The certificates of a bundle member.
+fn bundle_certificates(bytes: &[u8]) -> Result<Vec<x509_cert::Certificate>> {
+    mailnotary::signing::read_certificates(bytes)
+        .map_err(|e| anyhow::anyhow!("a certificate file in the bundle's certs/ is damaged: {e}"))
+}
+
 /// The evidence record of a receipt, from the local archive when there is one.
 fn record_from_archive(
     data: &Path,
@@ -235,8 +235,7 @@ fn record_from_archive(
 
 /// Finds the bundle's receipt that records one of the file's digests and
 /// verifies against it.
-fn verify_in_bundle(bytes: &[u8], bundle: &Path, trust: &Trust) -> Result<Report> {
-    let opened = mailnotary::bundle::read(bundle)?;
+fn verify_in_bundle(bytes: &[u8], opened: &OpenedBundle, trust: &Trust) -> Report {
     for entry in &opened.entries {
         let Some(receipt) = &entry.receipt else {
             continue;
@@ -245,17 +244,17 @@ fn verify_in_bundle(bytes: &[u8], bundle: &Path, trust: &Trust) -> Result<Report
             .and_then(|c| ReceiptContent::from_der(&c).ok())
             .is_some_and(|c| match_content(bytes, &c).is_some());
         if matches {
-            return Ok(mailnotary::archive::verify::verify_with(
+            return mailnotary::archive::verify::verify_with(
                 bytes,
                 &Evidence {
                     receipt: receipt.clone(),
                     record: entry.record.clone(),
                 },
                 trust,
-            ));
+            );
         }
     }
-    Ok(Report {
+    Report {
         verified: false,
         matched: None,
         receipt_id: None,
@@ -272,7 +271,7 @@ fn verify_in_bundle(bytes: &[u8], bundle: &Path, trust: &Trust) -> Result<Report
                     .count()
             ),
         }],
-    })
+    }
 }
 
 fn print(report: &Report, file: &Path, as_json: bool) -> Result<()> {
