@@ -222,6 +222,8 @@ pub struct BundleEntry {
     pub receipt: Option<Vec<u8>>,
     /// evidence/NNN.ers, when the message was stamped.
     pub record: Option<Vec<u8>>,
+    /// messages/NNN.eml, in archive mode.
+    pub message: Option<Vec<u8>>,
 }
 
 /// A bundle read back for verification.
@@ -311,6 +313,9 @@ pub fn read(path: &Path) -> Result<OpenedBundle, ReadError> {
         }
         if let Some(name) = file("evidence") {
             entry.record = member(&name)?;
+        }
+        if let Some(name) = file("message") {
+            entry.message = member(&name)?;
         }
         opened.entries.push(entry);
     }

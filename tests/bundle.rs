@@ -235,6 +235,53 @@ fn verify_against_a_bundle_or_a_receipt_names_each_failure() {
     assert!(stdout(&out).contains("taken from the bundle itself"));
     assert!(!nowhere.exists(), "verify creates no data directory");
 
+    // The bundle as FILE: every message is checked, against its copy in
+    // messages/ too.
+    let out = mailnotary(&nowhere, &["verify", zip_arg, "--trust", ca, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let whole: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checked = whole["messages"].as_array().unwrap();
+    assert_eq!(checked.len(), 9);
+    for m in checked {
+        assert_eq!(m["verified"], true, "{m:#}");
+        assert_eq!(m["matched"], "raw", "{m:#}");
+    }
+    // One flipped byte in one receipt of the zip: that message, and only
+    // that one, fails, and says why.
+    let damaged = work.path().join("damaged.zip");
+    {
+        let mut source = zip::ZipArchive::new(std::fs::File::open(&zip).unwrap()).unwrap();
+        let mut target = zip::ZipWriter::new(std::fs::File::create(&damaged).unwrap());
+        for i in 0..source.len() {
+            let mut member = source.by_index(i).unwrap();
+            let name = member.name().unwrap().to_string();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut member, &mut bytes).unwrap();
+            if name == "receipts/003.p7s" {
+                let last = bytes.len() - 1;
+                bytes[last] ^= 0x01;
+            }
+            target
+                .start_file(name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            std::io::Write::write_all(&mut target, &bytes).unwrap();
+        }
+        target.finish().unwrap();
+    }
+    let out = mailnotary(
+        &nowhere,
+        &["verify", damaged.to_str().unwrap(), "--trust", ca],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("not verified: 1 of the 9 messages"), "{text}");
+    let fails: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(fails.len(), 1, "{text}");
+    assert!(
+        fails[0].starts_with("FAIL  003") && fails[0].contains("receipt signature"),
+        "{text}"
+    );
+
     // A file that is in no receipt of the bundle.
     let out = mailnotary(
         &nowhere,

@@ -131,7 +131,7 @@ impl Archive {
         };
         let record = self.evidence(&id)?.map(|e| e.record);
         Ok(verify_with(
-            bytes,
+            Some(bytes),
             &Evidence {
                 receipt: receipt.signed,
                 record,
@@ -189,8 +189,10 @@ pub fn match_content(bytes: &[u8], content: &ReceiptContent) -> Option<(Matched,
 }
 
 /// Verifies `bytes` against one receipt and its evidence record, trusting
-/// only `trust`.
-pub fn verify_with(bytes: &[u8], evidence: &Evidence, trust: &Trust) -> Report {
+/// only `trust`. Without `bytes` (a bundle of a hash-only archive holds no
+/// message), the receipt, evidence record and token are checked and no
+/// match is claimed.
+pub fn verify_with(bytes: Option<&[u8]>, evidence: &Evidence, trust: &Trust) -> Report {
     let mut report = Report::new();
     // The content is read before its signature is checked so that the
     // match can be reported either way; nothing is accepted unless the
@@ -228,8 +230,9 @@ pub fn verify_with(bytes: &[u8], evidence: &Evidence, trust: &Trust) -> Report {
         }
     };
     report.receipt_id = Some(content.receipt_id.clone());
-    match match_content(bytes, &content) {
-        Some((matched, digest)) => {
+    match bytes.map(|b| match_content(b, &content)) {
+        None => {}
+        Some(Some((matched, digest))) => {
             report.matched = Some(matched);
             report.push(
                 "match",
@@ -240,7 +243,7 @@ pub fn verify_with(bytes: &[u8], evidence: &Evidence, trust: &Trust) -> Report {
                 )),
             );
         }
-        None => {
+        Some(None) => {
             report.push(
                 "match",
                 Err(format!(

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use serde::Serialize;
 
 use mailnotary::archive::Archive;
 use mailnotary::archive::verify::{Check, Evidence, Report, match_content};
@@ -19,7 +20,8 @@ use mailnotary::store::StoreOptions;
 
 #[derive(Args)]
 pub(crate) struct VerifyArgs {
-    /// The file to check: a message (.eml) or an attachment saved on its own.
+    /// The file to check: a message (.eml), an attachment saved on its
+    /// own, or an evidence bundle (.zip), whose every message is checked.
     file: PathBuf,
     /// Check against this signed receipt (receipts/NNN.p7s, CMS DER)
     /// instead of the archive.
@@ -106,11 +108,17 @@ pub(crate) fn run(
 ) -> Result<i32> {
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let bundle = args
-        .bundle
-        .as_deref()
-        .map(mailnotary::bundle::read)
-        .transpose()?;
+    // FILE itself may be a bundle: then every message in it is checked.
+    let whole_bundle =
+        args.receipt.is_none() && args.bundle.is_none() && bytes.starts_with(b"PK\x03\x04");
+    let bundle = if whole_bundle {
+        Some(mailnotary::bundle::read(&args.file)?)
+    } else {
+        args.bundle
+            .as_deref()
+            .map(mailnotary::bundle::read)
+            .transpose()?
+    };
     // Trust: what the user named, else the data directory's CA (and the
     // configured TSAs' CAs). A bundle verified on a machine with neither
     // falls back to the CAs inside the bundle, and the report says so:
@@ -141,6 +149,14 @@ pub(crate) fn run(
         );
     };
 
+    if whole_bundle && let Some(opened) = &bundle {
+        return print_bundle(
+            &verify_whole_bundle(opened, &trust, anchor_note),
+            &args.file,
+            args.json,
+        );
+    }
+
     let mut report = if let Some(receipt) = &args.receipt {
         let receipt_der = std::fs::read(receipt)
             .with_context(|| format!("cannot read the receipt {}", receipt.display()))?;
@@ -152,7 +168,7 @@ pub(crate) fn run(
                 None => record_from_archive(data, options, &receipt_der)?,
             };
         mailnotary::archive::verify::verify_with(
-            &bytes,
+            Some(&bytes),
             &Evidence {
                 receipt: receipt_der,
                 record,
@@ -245,7 +261,7 @@ fn verify_in_bundle(bytes: &[u8], opened: &OpenedBundle, trust: &Trust) -> Repor
             .is_some_and(|c| match_content(bytes, &c).is_some());
         if matches {
             return mailnotary::archive::verify::verify_with(
-                bytes,
+                Some(bytes),
                 &Evidence {
                     receipt: receipt.clone(),
                     record: entry.record.clone(),
@@ -313,4 +329,121 @@ fn print(report: &Report, file: &Path, as_json: bool) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// One message of a bundle and its checks.
+#[derive(Serialize)]
+struct BundleMessage {
+    n: String,
+    #[serde(flatten)]
+    report: Report,
+}
+
+/// The outcome of checking a whole bundle.
+#[derive(Serialize)]
+struct BundleReport {
+    /// True when every message in the bundle verified.
+    verified: bool,
+    /// Where the trust anchors came from, when they came from the bundle.
+    trust_anchor: Option<String>,
+    messages: Vec<BundleMessage>,
+}
+
+/// Checks every message of a bundle: its receipt, evidence record and
+/// token, and its copy in messages/ when the bundle has one.
+fn verify_whole_bundle(
+    opened: &OpenedBundle,
+    trust: &Trust,
+    trust_anchor: Option<String>,
+) -> BundleReport {
+    let messages: Vec<BundleMessage> = opened
+        .entries
+        .iter()
+        .map(|entry| {
+            let report = match &entry.receipt {
+                Some(receipt) => mailnotary::archive::verify::verify_with(
+                    entry.message.as_deref(),
+                    &Evidence {
+                        receipt: receipt.clone(),
+                        record: entry.record.clone(),
+                    },
+                    trust,
+                ),
+                None => Report {
+                    verified: false,
+                    matched: None,
+                    receipt_id: entry.receipt_id.clone(),
+                    stamped_at: None,
+                    checks: vec![Check {
+                        name: "receipt",
+                        ok: false,
+                        detail: "the message was pending when the bundle was made: \
+                                 the bundle holds no receipt for it"
+                            .into(),
+                    }],
+                },
+            };
+            BundleMessage {
+                n: entry.n.clone(),
+                report,
+            }
+        })
+        .collect();
+    BundleReport {
+        verified: !messages.is_empty() && messages.iter().all(|m| m.report.verified),
+        trust_anchor,
+        messages,
+    }
+}
+
+fn print_bundle(report: &BundleReport, file: &Path, as_json: bool) -> Result<i32> {
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        serde_json::to_writer_pretty(&mut out, report)?;
+        writeln!(out)?;
+    } else {
+        if let Some(note) = &report.trust_anchor {
+            writeln!(out, "trust anchor: {note}")?;
+        }
+        for m in &report.messages {
+            let id = m.report.receipt_id.as_deref().unwrap_or("?");
+            if m.report.verified {
+                writeln!(
+                    out,
+                    "ok    {}  receipt {id}  {}stamped {}",
+                    m.n,
+                    m.report
+                        .matched
+                        .map(|k| format!("message matches ({}), ", k.name()))
+                        .unwrap_or_default(),
+                    m.report.stamped_at.as_deref().unwrap_or("?")
+                )?;
+            } else {
+                for c in m.report.checks.iter().filter(|c| !c.ok) {
+                    writeln!(out, "FAIL  {}  receipt {id}  {}: {}", m.n, c.name, c.detail)?;
+                }
+            }
+        }
+        let failed = report
+            .messages
+            .iter()
+            .filter(|m| !m.report.verified)
+            .count();
+        if report.verified {
+            writeln!(
+                out,
+                "verified: all {} messages of {}",
+                report.messages.len(),
+                file.display()
+            )?;
+        } else {
+            writeln!(
+                out,
+                "not verified: {failed} of the {} messages of {} failed",
+                report.messages.len(),
+                file.display()
+            )?;
+        }
+    }
+    Ok(if report.verified { 0 } else { 1 })
 }
