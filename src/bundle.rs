@@ -65,12 +65,12 @@ pub struct TsaCertificates {
     pub certs_file: Option<std::path::PathBuf>,
 }
 
-/// Writes the bundle for `records` to `out`; certificates come from
-/// `keys_dir` (the data directory's `keys/`).
+/// Writes the bundle for `records` to `out`; the gateway's certificates
+/// come from `certs`.
 pub fn write(
     archive: &Archive,
     records: &[MessageRecord],
-    keys_dir: &Path,
+    certs: &crate::tsa::pki::CertFiles,
     tsa_anchors: &[TsaCertificates],
     out: &Path,
 ) -> Result<BundleSummary, BundleError> {
@@ -92,9 +92,12 @@ pub fn write(
             .and_then(|()| zip.write_all(bytes).map_err(|e| write_err(&e)))
     };
 
-    for cert in ["ca", "tsa", "receipt"] {
-        let path = keys_dir.join(format!("{cert}.cert.pem"));
-        let pem = std::fs::read(&path).map_err(|e| BundleError::Certificate {
+    for (cert, path) in [
+        ("ca", &certs.ca),
+        ("tsa", &certs.tsa),
+        ("receipt", &certs.receipt),
+    ] {
+        let pem = std::fs::read(path).map_err(|e| BundleError::Certificate {
             path: path.display().to_string(),
             detail: e.to_string(),
         })?;

@@ -22,10 +22,33 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub stamping: StampingConfig,
+    /// The operator's own PKI; without it, a local CA in the data directory.
+    #[serde(default)]
+    pub keys: Option<KeysConfig>,
     /// External timestamp authorities, in the order they are tried. Empty:
     /// the built-in TSA stamps every batch.
     #[serde(default)]
     pub tsa: Vec<TsaConfig>,
+}
+
+/// Key and certificate files of the operator's PKI, used instead of the
+/// local CA the data directory would otherwise get. All five are needed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// The CA certificate verifiers are to trust (PEM or DER).
+    pub ca_cert: PathBuf,
+    /// The timestamping certificate, optionally followed by its
+    /// intermediate CAs; its extendedKeyUsage must be critical and hold
+    /// only timeStamping.
+    pub tsa_cert: PathBuf,
+    /// Its PKCS#8 P-256 private key (PEM).
+    pub tsa_key: PathBuf,
+    /// The receipt-signing certificate, optionally followed by its
+    /// intermediate CAs.
+    pub receipt_cert: PathBuf,
+    /// Its PKCS#8 P-256 private key (PEM).
+    pub receipt_key: PathBuf,
 }
 
 /// How pending messages are gathered into batches.

@@ -202,9 +202,12 @@ pub fn sign(
         unsigned_attrs: None,
     };
     let certificates = if embed_certificate {
+        let all = std::iter::once(certificate)
+            .chain(&signer.chain)
+            .map(|c| CertificateChoices::Certificate(c.clone()))
+            .collect::<Vec<_>>();
         Some(CertificateSet(
-            SetOfVec::try_from(vec![CertificateChoices::Certificate(certificate.clone())])
-                .map_err(|e| fail("certificates", e))?,
+            SetOfVec::try_from(all).map_err(|e| fail("certificates", e))?,
         ))
     } else {
         None

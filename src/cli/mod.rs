@@ -268,7 +268,7 @@ struct Notary {
 
 impl Notary {
     fn open(data: &Path, config: &Config) -> Result<Notary> {
-        let pki = LocalPki::open_or_create(data, &config.gateway.name)
+        let pki = LocalPki::open(data, &config.gateway.name, config.keys.as_ref())
             .context("cannot prepare the gateway's keys")?;
         let signer = ReceiptSigner {
             issuer: Issuer {
@@ -744,7 +744,7 @@ fn digest(file: &Path, show_canonical: bool, as_json: bool) -> Result<i32> {
 }
 
 fn tsa_serve(data: &Path, config: &Config, listen: std::net::SocketAddr) -> Result<i32> {
-    let pki = LocalPki::open_or_create(data, &config.gateway.name)
+    let pki = LocalPki::open(data, &config.gateway.name, config.keys.as_ref())
         .context("cannot prepare the TSA's keys")?;
     let tsa = std::sync::Arc::new(Tsa::new(pki));
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -813,7 +813,7 @@ fn export(archive: &Archive, data: &Path, config: &Config, args: &ExportArgs) ->
     let summary = mailnotary::bundle::write(
         archive,
         &records,
-        &data.join("keys"),
+        &mailnotary::tsa::pki::CertFiles::of(data, config.keys.as_ref()),
         &tsa_anchors,
         &args.out,
     )?;

@@ -86,7 +86,7 @@ pub(crate) fn default_trust(
 ) -> Result<Option<Trust>> {
     let mut anchors = Vec::new();
     let mut extra = untrusted.to_vec();
-    let local_ca = data.join("keys/ca.cert.pem");
+    let local_ca = mailnotary::tsa::pki::CertFiles::of(data, config.keys.as_ref()).ca;
     if local_ca.exists() {
         anchors.push(local_ca);
     }

@@ -14,8 +14,10 @@
 //!
 //! A local CA proves nothing to a stranger by itself: whoever checks the
 //! evidence must obtain the CA certificate through a channel they trust.
-//! Production sites load keys and certificates of their own choosing
-//! instead (or use external, accredited TSAs).
+//! Production sites name keys and certificates of their own PKI in the
+//! configuration's `[keys]` section instead ([`LocalPki::load`]), and may
+//! stamp with external, accredited TSAs. Limit: those keys must be ECDSA
+//! P-256 in PKCS#8, the one key type the gateway signs with.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,7 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Validity;
 
 use super::TsaError;
+use crate::config::KeysConfig;
 
 /// id-kp-timeStamping (RFC 3161 §2.3).
 pub const ID_KP_TIME_STAMPING: const_oid::ObjectIdentifier =
@@ -54,6 +57,9 @@ pub struct KeyPair {
     pub certificate: Certificate,
     pub(crate) signer: std::sync::Arc<ring::signature::EcdsaKeyPair>,
     pub(crate) certificate_sha256: [u8; 32],
+    /// Intermediate CA certificates embedded beside the certificate, so
+    /// that a verifier holding only the root can build the path.
+    pub(crate) chain: Vec<Certificate>,
 }
 
 impl KeyPair {
@@ -89,17 +95,48 @@ impl KeyPair {
             certificate,
             signer: std::sync::Arc::new(signer),
             certificate_sha256: sha2::Sha256::digest(&der).into(),
+            chain: Vec::new(),
         })
     }
 }
 
-/// The embedded defaults' CA, timestamping and receipt-signing identities.
+/// The gateway's CA, timestamping and receipt-signing identities: the
+/// embedded defaults, or the operator's own PKI named in the configuration.
 pub struct LocalPki {
     pub ca: Certificate,
     pub tsa: KeyPair,
     pub receipt: KeyPair,
-    /// Where the files live.
-    pub dir: PathBuf,
+    /// Where the certificates live.
+    pub files: CertFiles,
+}
+
+/// The certificate files a verifier or a bundle needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    pub ca: PathBuf,
+    pub tsa: PathBuf,
+    pub receipt: PathBuf,
+}
+
+impl CertFiles {
+    /// The files in use for `data_dir` with the `[keys]` section `keys`.
+    pub fn of(data_dir: &Path, keys: Option<&KeysConfig>) -> CertFiles {
+        match keys {
+            Some(k) => CertFiles {
+                ca: k.ca_cert.clone(),
+                tsa: k.tsa_cert.clone(),
+                receipt: k.receipt_cert.clone(),
+            },
+            None => {
+                let dir = data_dir.join("keys");
+                CertFiles {
+                    ca: dir.join("ca.cert.pem"),
+                    tsa: dir.join("tsa.cert.pem"),
+                    receipt: dir.join("receipt.cert.pem"),
+                }
+            }
+        }
+    }
 }
 
 /// extendedKeyUsage marked critical, as OpenSSL requires of a TSA.
@@ -300,12 +337,102 @@ impl LocalPki {
             ca: load_cert(&dir.join("ca.cert.pem"))?,
             tsa: pair("tsa")?,
             receipt: pair("receipt")?,
-            dir,
+            files: CertFiles::of(data_dir, None),
+        })
+    }
+
+    /// The operator's PKI when the configuration names one, else the
+    /// embedded defaults of `data_dir` (created on first use).
+    pub fn open(
+        data_dir: &Path,
+        gateway: &str,
+        keys: Option<&KeysConfig>,
+    ) -> Result<LocalPki, TsaError> {
+        match keys {
+            Some(keys) => LocalPki::load(keys),
+            None => LocalPki::open_or_create(data_dir, gateway),
+        }
+    }
+
+    /// Loads the PEM (or DER) files named in `[keys]`. A certificate file
+    /// may hold the certificate followed by its intermediate CAs, which
+    /// are then embedded in every signature. Keys are PKCS#8 P-256.
+    pub fn load(keys: &KeysConfig) -> Result<LocalPki, TsaError> {
+        let ca = read_chain(&keys.ca_cert)?.remove(0);
+        let pair = |cert: &Path, key: &Path| -> Result<KeyPair, TsaError> {
+            warn_if_readable_by_others(key);
+            let mut chain = read_chain(cert)?;
+            let leaf = chain.remove(0);
+            let mut pair = KeyPair::new(load_key(key)?, leaf).map_err(|e| {
+                TsaError::Pki(format!("{} and {}: {e}", cert.display(), key.display()))
+            })?;
+            pair.chain = chain;
+            Ok(pair)
+        };
+        let tsa = pair(&keys.tsa_cert, &keys.tsa_key)?;
+        check_timestamping_usage(&tsa.certificate)
+            .map_err(|e| TsaError::Pki(format!("{}: {e}", keys.tsa_cert.display())))?;
+        Ok(LocalPki {
+            ca,
+            tsa,
+            receipt: pair(&keys.receipt_cert, &keys.receipt_key)?,
+            files: CertFiles::of(Path::new(""), Some(keys)),
         })
     }
 
     /// The CA certificate's file, which verifiers need.
     pub fn ca_path(&self) -> PathBuf {
-        self.dir.join("ca.cert.pem")
+        self.files.ca.clone()
     }
+}
+
+/// The certificates of a file, the first one being the subject.
+fn read_chain(path: &Path) -> Result<Vec<Certificate>, TsaError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| pki_error(&format!("cannot read {}", path.display()), e))?;
+    crate::signing::read_certificates(&bytes).map_err(|e| {
+        pki_error(
+            &format!("{} holds no usable certificate", path.display()),
+            e,
+        )
+    })
+}
+
+/// A key file others can read is a secret already half lost: say so.
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                file = %path.display(),
+                "the private key file is readable by other users; chmod 600 it"
+            );
+        }
+    }
+}
+
+/// RFC 3161 §2.3, as OpenSSL enforces it: extendedKeyUsage present,
+/// critical, and holding only id-kp-timeStamping.
+fn check_timestamping_usage(cert: &Certificate) -> Result<(), String> {
+    use der::Decode;
+    let extension = cert
+        .tbs_certificate
+        .extensions
+        .iter()
+        .flatten()
+        .find(|e| e.extn_id == ExtendedKeyUsage::OID)
+        .ok_or("a TSA certificate needs an extendedKeyUsage extension (RFC 3161 §2.3)")?;
+    let usage = ExtendedKeyUsage::from_der(extension.extn_value.as_bytes())
+        .map_err(|e| format!("its extendedKeyUsage does not decode: {e}"))?;
+    if !extension.critical || usage.0 != [ID_KP_TIME_STAMPING] {
+        return Err(
+            "a TSA certificate's extendedKeyUsage must be critical and hold only \
+                    timeStamping (RFC 3161 §2.3); OpenSSL refuses its tokens otherwise"
+                .into(),
+        );
+    }
+    Ok(())
 }
