@@ -466,3 +466,54 @@ fn the_running_stamper_backs_off_while_the_tsa_is_down_then_stamps_everything() 
         .unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
+
+#[test]
+fn with_a_signer_each_message_is_stored_with_its_signed_receipt() {
+    use mailnotary::archive::evidence::ReceiptSigner;
+    use mailnotary::receipt::content::{Issuer, ReceiptContent};
+    use mailnotary::signing::Trust;
+    use mailnotary::tsa::Tsa;
+    use mailnotary::tsa::pki::LocalPki;
+
+    let dir = tempfile::tempdir().unwrap();
+    let archive = open(dir.path(), BackendKind::Redb);
+    let pki = LocalPki::open_or_create(dir.path(), "gw").unwrap();
+    let trust = Trust::new(vec![pki.ca.clone()]);
+    let signer = ReceiptSigner {
+        issuer: Issuer::default(),
+        key: pki.receipt.clone(),
+    };
+    archive.set_receipt_signer(signer.clone());
+    let Ingested::Stored(id) = archive
+        .ingest(envelope("1"), mail("signed@x", &[], "s"))
+        .unwrap()
+    else {
+        panic!("stored")
+    };
+    // Stored: signed, pending, no evidence yet.
+    let receipt = archive.receipt(&id).unwrap().expect("signed on storing");
+    let verified = trust.verify(&receipt.signed, None).unwrap();
+    assert_eq!(verified.content, receipt.content);
+    let content = ReceiptContent::from_der(&receipt.content).unwrap();
+    assert_eq!(content.receipt_id, id.to_string());
+    assert!(archive.is_pending(&id).unwrap());
+    assert!(archive.evidence(&id).unwrap().is_none());
+
+    // The same bytes again: a sighting, and the receipt stays the one.
+    assert!(matches!(
+        archive
+            .ingest(envelope("2"), mail("signed@x", &[], "s"))
+            .unwrap(),
+        Ingested::Sighting(_)
+    ));
+    // Stamping completes the receipt made on storing; it signs nothing new.
+    archive
+        .stamp_pending(&signer, &Tsa::new(pki), 10)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        archive.receipt(&id).unwrap().unwrap().signed,
+        receipt.signed
+    );
+    assert!(archive.evidence(&id).unwrap().is_some());
+}

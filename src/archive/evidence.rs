@@ -12,13 +12,15 @@
 //! the root of the batch before it, so a batch removed from or reordered in
 //! the archive breaks the chain, which `check` detects.
 //!
-//! Receipts are signed when the stamper takes a message into a batch, a
-//! batch window after the message was stored, rather than in the write
-//! that stores it: that keeps signing off the path of an SMTP 250. The
-//! receipt id is fixed at storage either way.
+//! Receipts are signed as messages are stored, in the same durable write,
+//! when the archive has a receipt signer ([`Archive::set_receipt_signer`],
+//! which `ingest` sets): the signature is made on the storing thread, not
+//! the writer's, and a stored message has its signed receipt at once. The
+//! stamper signs any receipt still missing (a message stored without a
+//! signer) when it takes the message into a batch.
 //!
-//! If the timestamp authority fails, nothing is written: the messages stay
-//! pending and the next call tries again.
+//! If the timestamp authority fails, only receipts signed for the batch are
+//! written: the messages stay pending and the next call tries again.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -100,6 +102,7 @@ pub struct Receipt {
 }
 
 /// Signs receipts: who the gateway is and its receipt key.
+#[derive(Clone)]
 pub struct ReceiptSigner {
     pub issuer: Issuer,
     pub key: KeyPair,
@@ -344,6 +347,17 @@ fn sign_all(to_sign: &[(usize, Vec<u8>)], key: &KeyPair) -> Result<Vec<Signed>, 
         out.extend(part.map_err(StoreError::Bug)?);
     }
     Ok(out)
+}
+
+/// The signed receipt of `record`: its content and the CMS around it.
+pub(crate) fn sign_receipt(
+    record: &MessageRecord,
+    signer: &ReceiptSigner,
+) -> Result<Receipt, ArchiveError> {
+    let content = receipt_content(record, &signer.issuer)?;
+    let signed = crate::receipt::sign(&content, &signer.key)
+        .map_err(|e| StoreError::Bug(format!("receipt signature: {e}")))?;
+    Ok(Receipt { signed, content })
 }
 
 fn receipt_content(record: &MessageRecord, issuer: &Issuer) -> Result<Vec<u8>, ArchiveError> {

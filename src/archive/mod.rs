@@ -77,6 +77,8 @@ impl Ingested {
 /// The archive over an open store.
 pub struct Archive {
     store: Store,
+    /// Signs each new message's receipt before its write, when set.
+    signer: std::sync::OnceLock<evidence::ReceiptSigner>,
 }
 
 impl Archive {
@@ -102,7 +104,19 @@ impl Archive {
                 Ok(())
             })?,
         }
-        Ok(Archive { store })
+        Ok(Archive {
+            store,
+            signer: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// From now on, sign each new message's receipt as it is stored, in
+    /// the same durable write, so that a stored message has its signed
+    /// receipt at once and the stamper only completes it with evidence.
+    /// Without a signer the stamper signs receipts when it takes messages
+    /// into a batch. Set once; a second call is ignored.
+    pub fn set_receipt_signer(&self, signer: evidence::ReceiptSigner) {
+        let _ = self.signer.set(signer);
     }
 
     /// The underlying store.
@@ -123,8 +137,31 @@ impl Archive {
         raw: Vec<u8>,
         analysis: Analysis,
     ) -> Result<Ingested, ArchiveError> {
+        let id = ReceiptId::generate(envelope.received_at);
+        let record = MessageRecord {
+            receipt_id: id.to_string(),
+            envelope,
+            metadata: analysis.metadata,
+            digests: analysis.digests,
+            anomalies: analysis.anomalies,
+            size: analysis.size,
+            mode: Mode::Archive,
+        };
+        // Signing runs here, on the caller's thread, so that the writer
+        // thread only writes. Identical bytes seen before need no receipt.
+        let receipt = match self.signer.get() {
+            Some(signer)
+                if self
+                    .store
+                    .get(&keys::by_raw(&record.digests.raw))?
+                    .is_none() =>
+            {
+                Some(evidence::sign_receipt(&record, signer)?)
+            }
+            _ => None,
+        };
         self.store
-            .write(move |txn| write_message(txn, envelope, raw, analysis))
+            .write(move |txn| write_message(txn, id, record, raw, receipt))
     }
 
     /// The record of the message with receipt id `id`.
@@ -189,11 +226,12 @@ impl Archive {
 
 fn write_message(
     txn: &mut Txn<'_>,
-    envelope: Envelope,
+    id: ReceiptId,
+    mut record: MessageRecord,
     raw: Vec<u8>,
-    analysis: Analysis,
+    mut receipt: Option<evidence::Receipt>,
 ) -> Result<Ingested, ArchiveError> {
-    let digests = &analysis.digests;
+    let digests = &record.digests;
     let raw_key = keys::by_raw(&digests.raw);
     if let Some(existing) = txn.get(&raw_key)? {
         let id = ReceiptId::from_slice(&existing).ok_or_else(|| {
@@ -201,17 +239,26 @@ fn write_message(
         })?;
         let mut nonce = [0u8; 4];
         let _ = getrandom::getrandom(&mut nonce);
-        let key = keys::sighting(&id, envelope.received_at, nonce);
-        txn.put(key, record::encode(&Sighting { envelope })?);
+        let key = keys::sighting(&id, record.envelope.received_at, nonce);
+        txn.put(
+            key,
+            record::encode(&Sighting {
+                envelope: record.envelope,
+            })?,
+        );
         return Ok(Ingested::Sighting(id));
     }
 
     // A fresh id collides with a stored one only if the random source is
-    // broken; try again rather than overwrite.
-    let mut id = ReceiptId::generate(envelope.received_at);
+    // broken; take another rather than overwrite. A receipt signed for the
+    // first id is dropped, and the stamper signs one for the new id.
+    let mut id = id;
     while txn.contains(&keys::message(&id))? {
-        id = ReceiptId::generate(envelope.received_at);
+        id = ReceiptId::generate(record.envelope.received_at);
+        record.receipt_id = id.to_string();
+        receipt = None;
     }
+    let digests = &record.digests;
 
     txn.put(raw_key, id.as_bytes().to_vec());
     txn.put(
@@ -225,7 +272,7 @@ fn write_message(
         );
     }
 
-    let meta = &analysis.metadata;
+    let meta = &record.metadata;
     if let Some(mid) = &meta.message_id {
         txn.put(keys::by_message_id(mid, &id), Vec::new());
     }
@@ -234,7 +281,7 @@ fn write_message(
     }
     if let Source::Smtp {
         mail_from, rcpt_to, ..
-    } = &envelope.source
+    } = &record.envelope.source
     {
         for address in std::iter::once(mail_from).chain(rcpt_to) {
             if !address.is_empty() {
@@ -252,15 +299,6 @@ fn write_message(
         .collect();
     thread::link(txn, &id, &node, &refs)?;
 
-    let record = MessageRecord {
-        receipt_id: id.to_string(),
-        envelope,
-        metadata: analysis.metadata,
-        digests: analysis.digests,
-        anomalies: analysis.anomalies,
-        size: analysis.size,
-        mode: Mode::Archive,
-    };
     let sort_time = record.sort_time();
     txn.put(keys::by_date(sort_time, &id), Vec::new());
     txn.put(keys::message(&id), record::encode(&record)?);
@@ -269,6 +307,10 @@ fn write_message(
     blob.push(keys::BLOB_PLAIN_V1);
     blob.extend_from_slice(&raw);
     txn.put(keys::blob(&id), blob);
+    if let Some(receipt) = receipt {
+        txn.put(keys::receipt_content(&id), receipt.content);
+        txn.put(keys::receipt(&id), receipt.signed);
+    }
     txn.put(keys::pending(&id), Vec::new());
     Ok(Ingested::Stored(id))
 }

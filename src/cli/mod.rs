@@ -229,7 +229,9 @@ fn execute(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Ingest { paths } => {
             let archive = open()?;
-            ingest(&archive, &Notary::open(&cli.data, &config)?, &paths)
+            let notary = Notary::open(&cli.data, &config)?;
+            archive.set_receipt_signer(notary.signer.clone());
+            ingest(&archive, &notary, &paths)
         }
         Command::Stamp => {
             let archive = open()?;
