@@ -128,34 +128,29 @@ impl Archive {
             return Ok(None);
         }
 
-        // Receipt contents: stored ones as they are; for messages without a
-        // receipt, built now and signed below.
-        let mut contents: Vec<Option<Vec<u8>>> = Vec::with_capacity(ids.len());
-        let mut to_sign = Vec::new();
-        for (i, id) in ids.iter().enumerate() {
-            match self.store().get(&keys::receipt_content(id))? {
-                Some(content) => contents.push(Some(content)),
-                None => {
-                    let record = self.message(id)?.ok_or_else(|| {
-                        StoreError::Corrupt(format!("pending message {id} has no record"))
-                    })?;
-                    to_sign.push((i, receipt_content(&record, &signer.issuer)?));
-                    contents.push(None);
-                }
+        // Each message's receipt: the stored one, or one built and signed
+        // now. Reading, building and signing run on all cores; ECDSA
+        // dominates when many receipts are missing.
+        // The content of each message's receipt, and the signature of
+        // those signed now.
+        let receipts: Vec<(Vec<u8>, Option<Vec<u8>>)> = parallel_map(&ids, |id| {
+            if let Some(content) = self.store().get(&keys::receipt_content(id))? {
+                return Ok((content, None));
             }
-        }
-        // ECDSA signing dominates a batch; it is spread over the cores.
-        let new_receipts = sign_all(&to_sign, &signer.key)?;
-        for (i, content, _) in &new_receipts {
-            contents[*i] = Some(content.clone());
-        }
-        let leaves: Vec<Hash> = contents
+            let record = self.message(id)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("pending message {id} has no record"))
+            })?;
+            let Receipt { signed, content } = sign_receipt(&record, signer)?;
+            Ok((content, Some(signed)))
+        })?;
+        let leaves: Vec<Hash> = receipts
             .iter()
-            .map(|c| Sha256::digest(c.as_deref().unwrap_or_default()).into())
+            .map(|(content, _)| Sha256::digest(content).into())
             .collect();
-        let new_receipts: Vec<(ReceiptId, Vec<u8>, Vec<u8>)> = new_receipts
-            .into_iter()
-            .map(|(i, content, signed)| (ids[i], content, signed))
+        let new_receipts: Vec<(ReceiptId, Vec<u8>, Vec<u8>)> = ids
+            .iter()
+            .zip(receipts)
+            .filter_map(|(id, (content, signed))| Some((*id, content, signed?)))
             .collect();
 
         let last = self.last_batch()?;
@@ -196,8 +191,8 @@ impl Archive {
             also_stamped_by: extra_tokens.iter().map(|(name, _)| name.clone()).collect(),
             stamped_at: crate::envelope::now_millis(),
         };
-        let mut evidence = Vec::with_capacity(ids.len());
-        for (id, leaf) in ids.iter().zip(&leaves) {
+        let pairs: Vec<(&ReceiptId, &Hash)> = ids.iter().zip(&leaves).collect();
+        let evidence: Vec<(ReceiptId, Vec<u8>)> = parallel_map(&pairs, |(id, leaf)| {
             let reduced = tree
                 .reduced(leaf)
                 .ok_or_else(|| StoreError::Bug("a leaf is missing from its tree".into()))?;
@@ -205,8 +200,8 @@ impl Archive {
                 crate::ers::build(&reduced, &token).map_err(|e| StoreError::Bug(e.to_string()))?;
             let mut value = batch.number.to_be_bytes().to_vec();
             value.extend_from_slice(&ers);
-            evidence.push((*id, value));
-        }
+            Ok((**id, value))
+        })?;
 
         let written = batch.clone();
         self.store().write(move |txn| -> Result<(), ArchiveError> {
@@ -307,44 +302,35 @@ impl Archive {
     }
 }
 
-/// A receipt signed for the message at a position of the batch: the
-/// position, the content and the CMS SignedData.
-type Signed = (usize, Vec<u8>, Vec<u8>);
-
-/// Signs each `(index, content)` with `key`, on as many threads as there
-/// are cores, keeping the order.
-fn sign_all(to_sign: &[(usize, Vec<u8>)], key: &KeyPair) -> Result<Vec<Signed>, ArchiveError> {
+/// `f` over `items` on as many threads as there are cores, in order; the
+/// first error wins.
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R, ArchiveError> + Sync,
+) -> Result<Vec<R>, ArchiveError> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-        .min(to_sign.len().max(1));
-    let chunk = to_sign.len().div_ceil(threads).max(1);
-    let results: Vec<Result<Vec<Signed>, String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = to_sign
+        .min(items.len().max(1));
+    let chunk = items.len().div_ceil(threads).max(1);
+    let f = &f;
+    let parts: Vec<Result<Vec<R>, ArchiveError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(i, content)| {
-                            crate::receipt::sign(content, key)
-                                .map(|signed| (*i, content.clone(), signed))
-                                .map_err(|e| e.to_string())
-                        })
-                        .collect::<Result<Vec<_>, String>>()
-                })
-            })
+            .map(|part| scope.spawn(move || part.iter().map(f).collect()))
             .collect();
         handles
             .into_iter()
             .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("a signing thread panicked".into()))
+                h.join().unwrap_or_else(|_| {
+                    Err(StoreError::Bug("a stamping thread panicked".into()).into())
+                })
             })
             .collect()
     });
-    let mut out = Vec::with_capacity(to_sign.len());
-    for part in results {
-        out.extend(part.map_err(StoreError::Bug)?);
+    let mut out = Vec::with_capacity(items.len());
+    for part in parts {
+        out.extend(part?);
     }
     Ok(out)
 }
