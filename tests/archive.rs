@@ -426,6 +426,7 @@ fn the_running_stamper_backs_off_while_the_tsa_is_down_then_stamps_everything() 
         max_batch: 2,
         first_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_millis(400),
+        until_idle: false,
     };
     let runner = {
         let (archive, stamper, stop) = (archive.clone(), stamper.clone(), stop.clone());

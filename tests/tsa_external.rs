@@ -5,7 +5,7 @@
 //! without certificates) and `mailnotary tsa serve` in another data
 //! directory. A TSA that answers HTTP 500, garbage, a rejection or nothing
 //! at all is survived: the messages stay pending, nothing is lost, and
-//! `mailnotary stamp` completes them once the TSA is back. Failover moves
+//! `mailnotary stamp --wait` keeps trying until the TSA is back. Failover moves
 //! to the next TSA in the list, and mode `all` keeps every TSA's token.
 // A panic is how a test reports a failure.
 #![allow(clippy::unwrap_used)]
@@ -388,14 +388,50 @@ fn outages_leave_messages_pending_until_a_tsa_answers() {
         assert_eq!(statuses(&data, &config), ["pending", "pending"], "{fault}");
     }
 
-    // The TSA is back: `stamp` completes both, in one batch.
+    // `stamp --wait` keeps trying with growing waits while the TSA is
+    // down, and finishes once it is back.
+    tsa.set_fault("500");
+    let before = tsa.requests();
+    let mut waiting = Killed(
+        Command::new(env!("CARGO_BIN_EXE_mailnotary"))
+            .arg("--data")
+            .arg(&data)
+            .arg("--config")
+            .arg(&config)
+            .args(["stamp", "--wait"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tsa.requests() < before + 4 {
+        assert!(Instant::now() < deadline, "stamp --wait stopped asking");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(waiting.0.try_wait().unwrap().is_none(), "still waiting");
+    tsa.set_fault("none");
+    let status = loop {
+        if let Some(status) = waiting.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "stamp --wait did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut waiting.0.stdout.take().unwrap(), &mut text).unwrap();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("stamped 2 messages in 1 batch"), "{text}");
+    assert!(text.contains("; 0 pending"), "{text}");
+    assert_eq!(statuses(&data, &config), ["stamped", "stamped"]);
+
+    // Nothing left: `stamp` says so.
     tsa.set_fault("none");
     let before = tsa.requests();
     let out = run(&data, &config, &["stamp"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("stamped 2 messages in 1 batch"));
-    assert_eq!(tsa.requests(), before + 1);
-    assert_eq!(statuses(&data, &config), ["stamped", "stamped"]);
+    assert!(stdout(&out).contains("nothing pending"));
+    assert_eq!(tsa.requests(), before);
     let out = run(&data, &config, &["verify", &dispute_file(2)]);
     assert!(out.status.success(), "{}", stdout(&out));
     let out = run(&data, &config, &["check"]);

@@ -26,6 +26,9 @@ pub struct Pacing {
     pub first_backoff: Duration,
     /// The longest wait after failures.
     pub max_backoff: Duration,
+    /// Return as soon as nothing is pending, instead of waiting for more
+    /// (`mailnotary stamp --wait` after an outage).
+    pub until_idle: bool,
 }
 
 impl Default for Pacing {
@@ -35,6 +38,7 @@ impl Default for Pacing {
             max_batch: 10_000,
             first_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
+            until_idle: false,
         }
     }
 }
@@ -84,6 +88,7 @@ impl Archive {
                         stats.messages += summary.batch.messages;
                         backoff = pacing.first_backoff;
                     }
+                    Ok(None) if pacing.until_idle => return Ok(stats),
                     Ok(None) => break,
                     Err(ArchiveError::Stamp(tsa, why)) => {
                         stats.failures += 1;

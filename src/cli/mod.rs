@@ -71,7 +71,12 @@ enum Command {
         paths: Vec<PathBuf>,
     },
     /// Stamp the messages still pending (after a TSA outage, say).
-    Stamp,
+    Stamp {
+        /// Keep trying, with waits that double up to five minutes, until
+        /// every pending message is stamped; Ctrl-C stops.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Find messages and threads.
     Lookup(LookupArgs),
     /// Re-verify everything the store holds.
@@ -233,9 +238,14 @@ fn execute(cli: Cli) -> Result<i32> {
             archive.set_receipt_signer(notary.signer.clone());
             ingest(&archive, &notary, &paths)
         }
-        Command::Stamp => {
+        Command::Stamp { wait } => {
             let archive = open()?;
-            stamp(&archive, &Notary::open(&cli.data, &config)?)
+            let notary = Notary::open(&cli.data, &config)?;
+            if wait {
+                stamp_until_done(&archive, &notary)
+            } else {
+                stamp(&archive, &notary)
+            }
         }
         Command::Lookup(args) => lookup(&open()?, &args),
         Command::Check => check(&open()?, &cli.data, &config),
@@ -351,6 +361,42 @@ fn report_stamping(
         if pending == 1 { " stays" } else { "s stay" }
     )?;
     Ok(false)
+}
+
+/// `stamp --wait`: the running stamper until nothing is pending.
+fn stamp_until_done(archive: &Archive, notary: &Notary) -> Result<i32> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static STOP: AtomicBool = AtomicBool::new(false);
+    // A signal only sets the flag; the stamper stops between batches.
+    std::thread::spawn(|| {
+        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            runtime.block_on(shutdown_signal());
+            STOP.store(true, Ordering::Relaxed);
+        }
+    });
+    let pacing = mailnotary::archive::stamper::Pacing {
+        window: std::time::Duration::ZERO,
+        max_batch: notary.max_batch,
+        until_idle: true,
+        ..Default::default()
+    };
+    let stats = archive.run_stamper(&notary.signer, notary.stamper.as_ref(), pacing, &STOP)?;
+    let pending = archive.pending_count()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "stamped {} message{} in {} batch{} after {} failed attempt{}; {pending} pending",
+        stats.messages,
+        plural(stats.messages),
+        stats.batches,
+        if stats.batches == 1 { "" } else { "es" },
+        stats.failures,
+        plural(stats.failures),
+    )?;
+    Ok(if pending == 0 { 0 } else { 1 })
 }
 
 fn stamp(archive: &Archive, notary: &Notary) -> Result<i32> {
