@@ -122,3 +122,43 @@ pub fn dispute_file(n: u32) -> String {
         .display()
         .to_string()
 }
+
+/// OpenSSL's checks of one message of an unzipped bundle in `dir`, where
+/// `entry` is its manifest entry: `openssl cms -verify` accepts the receipt
+/// against `ca` and outputs exactly receipts/NNN.der, and `openssl ts
+/// -verify` accepts the batch token for `root` (hex). Panics with OpenSSL's
+/// words otherwise.
+pub fn openssl_accepts_entry(dir: &Path, entry: &serde_json::Value, root: &str, ca: &Path) {
+    let file = |key: &str| dir.join(entry[key].as_str().expect("manifest field"));
+    let n = entry["n"].as_str().unwrap_or("?");
+    let cms = Command::new("openssl")
+        .args(["cms", "-verify", "-inform", "DER", "-binary", "-in"])
+        .arg(file("receipt"))
+        .arg("-CAfile")
+        .arg(ca)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        cms.status.success(),
+        "{n}: openssl cms -verify: {}",
+        String::from_utf8_lossy(&cms.stderr)
+    );
+    let content = std::fs::read(file("receipt_content")).expect("receipt content");
+    assert_eq!(
+        cms.stdout, content,
+        "{n}: cms -verify outputs the receipt content"
+    );
+    let ts = Command::new("openssl")
+        .args(["ts", "-verify", "-token_in", "-digest", root, "-in"])
+        .arg(file("token"))
+        .arg("-CAfile")
+        .arg(ca)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        ts.status.success() && String::from_utf8_lossy(&ts.stdout).contains("Verification: OK"),
+        "{n}: openssl ts -verify: {}{}",
+        String::from_utf8_lossy(&ts.stdout),
+        String::from_utf8_lossy(&ts.stderr)
+    );
+}
