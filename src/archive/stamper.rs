@@ -2,8 +2,8 @@
 //! The running stamper: the loop a long-lived gateway runs beside its
 //! sources.
 //!
-//! Every batch window it stamps what is pending (in batches of at most
-//! `max_batch`, one timestamp request each). When no TSA answers it waits
+//! It stamps what is pending at once, then again after every batch window,
+//! in batches of at most `max_batch` with one timestamp request each. When no TSA answers it waits
 //! with doubling backoff, up to a ceiling, and tries again; the messages
 //! stay pending meanwhile and nothing is dropped. Stopping is cooperative:
 //! the loop checks its stop flag at least every 50 ms and never in the
@@ -76,8 +76,9 @@ impl Archive {
     ) -> Result<StamperStats, ArchiveError> {
         let mut stats = StamperStats::default();
         let mut backoff = pacing.first_backoff;
+        // A round first, so that what was left pending is stamped at
+        // start; then a batch window between rounds.
         while !stop.load(Ordering::Relaxed) {
-            nap(pacing.window, stop);
             loop {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(stats);
@@ -100,6 +101,7 @@ impl Archive {
                     Err(other) => return Err(other),
                 }
             }
+            nap(pacing.window, stop);
         }
         Ok(stats)
     }

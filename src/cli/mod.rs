@@ -242,7 +242,7 @@ fn execute(cli: Cli) -> Result<i32> {
             let archive = open()?;
             let notary = Notary::open(&cli.data, &config)?;
             if wait {
-                stamp_until_done(&archive, &notary)
+                stamp_until_done(&archive, &notary, config.stamping.window_ms)
             } else {
                 stamp(&archive, &notary)
             }
@@ -364,7 +364,7 @@ fn report_stamping(
 }
 
 /// `stamp --wait`: the running stamper until nothing is pending.
-fn stamp_until_done(archive: &Archive, notary: &Notary) -> Result<i32> {
+fn stamp_until_done(archive: &Archive, notary: &Notary, window_ms: u64) -> Result<i32> {
     use std::sync::atomic::{AtomicBool, Ordering};
     static STOP: AtomicBool = AtomicBool::new(false);
     // A signal only sets the flag; the stamper stops between batches.
@@ -378,7 +378,7 @@ fn stamp_until_done(archive: &Archive, notary: &Notary) -> Result<i32> {
         }
     });
     let pacing = mailnotary::archive::stamper::Pacing {
-        window: std::time::Duration::ZERO,
+        window: std::time::Duration::from_millis(window_ms),
         max_batch: notary.max_batch,
         until_idle: true,
         ..Default::default()
