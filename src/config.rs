@@ -29,6 +29,144 @@ pub struct Config {
     /// the built-in TSA stamps every batch.
     #[serde(default)]
     pub tsa: Vec<TsaConfig>,
+    /// The SMTP listener of `serve`.
+    #[serde(default)]
+    pub smtp: SmtpConfig,
+    /// The local side of `serve`: its HTTP address.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// The SMTP listener: where it listens, whom it accepts mail for, and its
+/// limits. Every limit has a named default suited to an archive address
+/// that receives BCC or journal copies from the company's own MTA.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Address and port to listen on (`serve --smtp` overrides).
+    #[serde(default = "default_smtp_listen")]
+    pub listen: String,
+    /// The name in the greeting and EHLO reply; default: the gateway name.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Recipients accepted: full addresses (`archive@example.com`) or whole
+    /// domains (`@archive.example.com`). Everything else gets 550 5.1.1.
+    #[serde(default = "default_accept")]
+    pub accept: Vec<String>,
+    /// Client networks allowed to connect (`10.0.0.0/8`, `::1/128`);
+    /// empty: any client. Others get 554 5.7.1 and are disconnected.
+    #[serde(default)]
+    pub allowed_networks: Vec<String>,
+    /// Largest message in bytes, announced with SIZE.
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: usize,
+    /// Recipients per message.
+    #[serde(default = "default_max_recipients")]
+    pub max_recipients: usize,
+    /// Sessions at once; more get 421 4.3.2 at connect.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds to wait for a command (RFC 5321 §4.5.3.2.7: 5 minutes).
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout_secs: u64,
+    /// Seconds to wait for each read of message data (RFC 5321
+    /// §4.5.3.2.5: 3 minutes).
+    #[serde(default = "default_data_timeout")]
+    pub data_timeout_secs: u64,
+    /// Longest command line in bytes, CRLF included (RFC 5321 allows 512,
+    /// extensions make them longer).
+    #[serde(default = "default_max_line")]
+    pub max_command_line: usize,
+    /// Errors in one session before it is closed with 421.
+    #[serde(default = "default_max_errors")]
+    pub max_errors: u32,
+    /// Seconds that sessions in progress get to finish after SIGTERM.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_secs: u64,
+    /// Offer STARTTLS.
+    #[serde(default = "default_true")]
+    pub starttls: bool,
+    /// Certificate chain (PEM) for STARTTLS; without it, a certificate
+    /// issued by the data directory's local CA for `hostname`.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM, PKCS#8).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+}
+
+fn default_smtp_listen() -> String {
+    "127.0.0.1:2525".into()
+}
+fn default_accept() -> Vec<String> {
+    vec!["archive@localhost".into()]
+}
+fn default_max_message_size() -> usize {
+    50 * 1024 * 1024
+}
+fn default_max_recipients() -> usize {
+    1000
+}
+fn default_max_connections() -> usize {
+    256
+}
+fn default_command_timeout() -> u64 {
+    300
+}
+fn default_data_timeout() -> u64 {
+    180
+}
+fn default_max_line() -> usize {
+    4096
+}
+fn default_max_errors() -> u32 {
+    10
+}
+fn default_grace() -> u64 {
+    30
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            listen: default_smtp_listen(),
+            hostname: None,
+            accept: default_accept(),
+            allowed_networks: Vec::new(),
+            max_message_size: default_max_message_size(),
+            max_recipients: default_max_recipients(),
+            max_connections: default_max_connections(),
+            command_timeout_secs: default_command_timeout(),
+            data_timeout_secs: default_data_timeout(),
+            max_command_line: default_max_line(),
+            max_errors: default_max_errors(),
+            shutdown_grace_secs: default_grace(),
+            starttls: true,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// The daemon's HTTP side.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address and port of the HTTP listener (`serve --http` overrides).
+    #[serde(default = "default_http_listen")]
+    pub listen: String,
+}
+
+fn default_http_listen() -> String {
+    "127.0.0.1:8025".into()
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_http_listen(),
+        }
+    }
 }
 
 /// Key and certificate files of the operator's PKI, used instead of the

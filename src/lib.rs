@@ -43,6 +43,7 @@ pub mod hashtree;
 pub mod id;
 pub mod receipt;
 pub mod signing;
+pub mod smtp;
 pub mod source;
 pub mod store;
 pub mod tsa;

@@ -20,25 +20,30 @@ packages=(
   "libbcpkix-java:/usr/share/java/bcpkix.jar"  # RFC 4998 hash trees
   "curl:curl"                         # HTTP client for tsa serve
   "openssl:openssl"                   # the outside verifier of receipts and tokens
+  "swaks:swaks"                       # an SMTP client for the listener's tests
+  "libio-socket-ssl-perl:/usr/share/perl5/IO/Socket/SSL.pm"  # swaks --tls (brings Net::SSLeay)
+  "postfix:/usr/sbin/smtp-source"     # smtp-source (tests, bench) and smtp-sink (bench)
 )
 
 missing=()
 for entry in "${packages[@]}"; do
   pkg=${entry%%:*}
   probe=${entry#*:}
-  command -v "$probe" >/dev/null 2>&1 || [ -x "$probe" ] || missing+=("$pkg")
+  command -v "$probe" >/dev/null 2>&1 || [ -e "$probe" ] || missing+=("$pkg")
 done
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Postfix installs without asking, and without a mail setup of its own.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
     # The install leaves the system's own services stopped: the tests start
     # private instances with their own configuration.
     apt-get update -qq >/dev/null &&
       apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
       echo "warning: apt-get could not install ${missing[*]}"
-    for svc in dovecot; do
+    for svc in dovecot postfix; do
       if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
       service "$svc" stop >/dev/null 2>&1 || true
     done
@@ -51,11 +56,13 @@ skipped=()
 require=1
 [ -x /usr/sbin/dovecot ] || { skipped+=("Dovecot threading comparison: dovecot-imapd is not installed"); require=0; }
 command -v python3 >/dev/null 2>&1 || { skipped+=("Python oracles: python3 is not installed"); require=0; }
-for tool in openssl curl; do
+for tool in openssl curl swaks; do
   command -v "$tool" >/dev/null 2>&1 || { skipped+=("tests that use $tool: it is not installed"); require=0; }
 done
 { command -v java >/dev/null 2>&1 && [ -f /usr/share/java/bcpkix.jar ]; } ||
   { skipped+=("Bouncy Castle hash-tree check: java or libbcpkix-java is not installed"); require=0; }
+[ -x /usr/sbin/smtp-source ] || { skipped+=("SMTP load with Postfix's smtp-source: postfix is not installed"); require=0; }
+perl -MNet::SSLeay -e1 2>/dev/null || { skipped+=("swaks with STARTTLS: libio-socket-ssl-perl is not installed"); require=0; }
 # With every tool present, a test that would skip fails instead, so that a
 # broken install cannot pass silently.
 export MAILNOTARY_REQUIRE_INTEROP=$require

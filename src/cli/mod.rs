@@ -9,7 +9,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -31,7 +31,22 @@ use mailnotary::tsa::Tsa;
 use mailnotary::tsa::client::{HttpTsa, StamperSet};
 use mailnotary::tsa::pki::LocalPki;
 
+mod control;
+mod serve;
 mod verify;
+
+/// Opens the archive when a command needs it: the command line's own open
+/// store, or the running daemon's.
+pub(crate) type Opener<'a> = dyn Fn() -> Result<Arc<Archive>> + 'a;
+
+/// Where a command's results and messages go: the terminal, or the buffers
+/// of a control-channel request inside `serve`.
+pub(crate) struct Output<'a> {
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+    /// Whether progress bars may be drawn.
+    pub interactive: bool,
+}
 
 #[derive(Parser)]
 #[command(
@@ -64,6 +79,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the gateway: the SMTP listener, the stamper, and the local
+    /// control channel through which the other commands reach the store.
+    Serve(serve::ServeArgs),
     /// Store .eml files, Maildir folders and mbox files.
     Ingest {
         /// Files and folders to read.
@@ -118,7 +136,7 @@ struct ExportArgs {
     message_id: Option<String>,
     /// The zip file to write.
     #[arg(long)]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -208,6 +226,7 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -227,17 +246,20 @@ fn execute(cli: Cli) -> Result<i32> {
             .unwrap_or_default(),
         cache_bytes: config.store.cache_mib.saturating_mul(1024 * 1024),
     };
-    let open = || -> Result<Archive> {
+    // While `serve` runs, it holds the store; commands that read or add to
+    // it are carried out by the daemon instead.
+    if cli.command.goes_through_daemon()
+        && let Some(code) = control::forward(&cli.data)?
+    {
+        return Ok(code);
+    }
+    let open = || -> Result<Arc<Archive>> {
         Archive::open(&cli.data, &options)
+            .map(Arc::new)
             .with_context(|| format!("cannot open the archive in {}", cli.data.display()))
     };
     match cli.command {
-        Command::Ingest { paths } => {
-            let archive = open()?;
-            let notary = Notary::open(&cli.data, &config)?;
-            archive.set_receipt_signer(notary.signer.clone());
-            ingest(&archive, &notary, &paths)
-        }
+        Command::Serve(args) => serve::run(&cli.data, &options, &config, &args),
         Command::Stamp { wait } => {
             let archive = open()?;
             let notary = Notary::open(&cli.data, &config)?;
@@ -247,18 +269,96 @@ fn execute(cli: Cli) -> Result<i32> {
                 stamp(&archive, &notary)
             }
         }
-        Command::Lookup(args) => lookup(&open()?, &args),
-        Command::Check => check(&open()?, &cli.data, &config),
-        Command::Export(args) => export(&open()?, &cli.data, &config, &args),
         Command::Tsa {
             command: TsaCommand::Serve { listen },
         } => tsa_serve(&cli.data, &config, listen),
-        Command::Verify(args) => verify::run(&cli.data, &options, &config, &args),
         Command::Digest {
             file,
             show_canonical,
             json,
         } => digest(&file, show_canonical, json),
+        command => {
+            let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+            let (mut out, mut err) = (stdout.lock(), stderr.lock());
+            let mut output = Output {
+                out: &mut out,
+                err: &mut err,
+                interactive: std::io::stderr().is_terminal(),
+            };
+            run_on_archive(command, &cli.data, &config, &open, false, &mut output)
+        }
+    }
+}
+
+impl Command {
+    /// The command's name, for logs.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Serve(_) => "serve",
+            Command::Ingest { .. } => "ingest",
+            Command::Stamp { .. } => "stamp",
+            Command::Lookup(_) => "lookup",
+            Command::Check => "check",
+            Command::Verify(_) => "verify",
+            Command::Export(_) => "export",
+            Command::Tsa { .. } => "tsa",
+            Command::Digest { .. } => "digest",
+        }
+    }
+
+    /// Whether the command uses the store, and so must go through a
+    /// running daemon.
+    fn goes_through_daemon(&self) -> bool {
+        matches!(
+            self,
+            Command::Ingest { .. }
+                | Command::Lookup(_)
+                | Command::Check
+                | Command::Verify(_)
+                | Command::Export(_)
+        )
+    }
+
+    /// Makes the command's paths absolute against `cwd`.
+    fn absolutize(&mut self, cwd: &Path) {
+        match self {
+            Command::Ingest { paths } => paths.iter_mut().for_each(|p| *p = cwd.join(&*p)),
+            Command::Verify(args) => args.absolutize(cwd),
+            Command::Export(args) => args.out = cwd.join(&args.out),
+            _ => {}
+        }
+    }
+}
+
+/// Runs a command that works on the archive, from the command line or,
+/// inside `serve` (`in_daemon`), for a control-channel client. Outside the
+/// daemon an ingest stamps what it stored; inside, the daemon's stamper
+/// does.
+fn run_on_archive(
+    command: Command,
+    data: &Path,
+    config: &Config,
+    open: &Opener<'_>,
+    in_daemon: bool,
+    output: &mut Output<'_>,
+) -> Result<i32> {
+    match command {
+        Command::Ingest { paths } => {
+            let archive = open()?;
+            match in_daemon {
+                true => ingest(&archive, None, &paths, output),
+                false => {
+                    let notary = Notary::open(data, config)?;
+                    archive.set_receipt_signer(notary.signer.clone());
+                    ingest(&archive, Some(&notary), &paths, output)
+                }
+            }
+        }
+        Command::Lookup(args) => lookup(&*open()?, &args, output),
+        Command::Check => check(&*open()?, data, config, output),
+        Command::Export(args) => export(&*open()?, data, config, &args, output),
+        Command::Verify(args) => verify::run(data, open, config, &args, output.out),
+        _ => bail!("this command does not run on the archive"),
     }
 }
 
@@ -413,8 +513,13 @@ fn stamp(archive: &Archive, notary: &Notary) -> Result<i32> {
     })
 }
 
-fn ingest(archive: &Archive, notary: &Notary, paths: &[PathBuf]) -> Result<i32> {
-    let bar = if std::io::stderr().is_terminal() {
+fn ingest(
+    archive: &Archive,
+    notary: Option<&Notary>,
+    paths: &[PathBuf],
+    output: &mut Output<'_>,
+) -> Result<i32> {
+    let bar = if output.interactive {
         let bar = ProgressBar::new_spinner();
         bar.set_style(
             ProgressStyle::with_template("{spinner} {pos} messages  {per_sec}  {wide_msg}")
@@ -519,8 +624,8 @@ fn ingest(archive: &Archive, notary: &Notary, paths: &[PathBuf]) -> Result<i32> 
     if let Some(e) = store_error.into_inner().ok().flatten() {
         return Err(e);
     }
-    let stamping = stamp_all(archive, notary)?;
-    let mut out = std::io::stdout().lock();
+    let stamping = notary.map(|n| stamp_all(archive, n)).transpose()?;
+    let out = &mut *output.out;
     writeln!(
         out,
         "ingested {} new message{}, {} already present (sighting recorded), {} failed, {} skipped",
@@ -538,12 +643,22 @@ fn ingest(archive: &Archive, notary: &Notary, paths: &[PathBuf]) -> Result<i32> 
             summary.with_anomalies
         )?;
     }
-    let all_stamped = report_stamping(&mut out, archive, stamping)?;
+    let all_stamped = match stamping {
+        Some(stamping) => report_stamping(out, archive, stamping)?,
+        None => {
+            writeln!(
+                out,
+                "the running gateway stamps them within its batch window; `lookup` shows \
+                 their status"
+            )?;
+            true
+        }
+    };
     for (path, reason) in &summary.skipped {
         writeln!(out, "skipped {}: {reason}", path.display())?;
     }
     for (path, reason) in &summary.failed {
-        eprintln!("error: {}: {reason}", path.display());
+        writeln!(output.err, "error: {}: {reason}", path.display())?;
     }
     Ok(if !summary.failed.is_empty() {
         2
@@ -575,7 +690,7 @@ fn parse_time(text: &str, end_of_day: bool) -> Result<i64> {
     bail!("cannot read {text:?} as a time: use 2026-03-01 or 2026-03-01T09:30:00+08:00")
 }
 
-fn lookup(archive: &Archive, args: &LookupArgs) -> Result<i32> {
+fn lookup(archive: &Archive, args: &LookupArgs, output: &mut Output<'_>) -> Result<i32> {
     let s = &args.selector;
     let selector = if let Some(t) = &s.thread {
         Selector::Thread(t.clone())
@@ -614,7 +729,7 @@ fn lookup(archive: &Archive, args: &LookupArgs) -> Result<i32> {
         _ => (archive.find(&query)?, None),
     };
 
-    let mut out = std::io::stdout().lock();
+    let mut out = &mut *output.out;
     if args.json {
         let mut items = Vec::with_capacity(records.len());
         for r in &records {
@@ -655,7 +770,7 @@ fn lookup(archive: &Archive, args: &LookupArgs) -> Result<i32> {
         }
     }
     if records.is_empty() {
-        eprintln!("no message matches");
+        writeln!(output.err, "no message matches")?;
         return Ok(1);
     }
     Ok(0)
@@ -709,19 +824,19 @@ fn message_json(archive: &Archive, r: &MessageRecord) -> Result<serde_json::Valu
     }))
 }
 
-fn check(archive: &Archive, data: &Path, config: &Config) -> Result<i32> {
+fn check(archive: &Archive, data: &Path, config: &Config, output: &mut Output<'_>) -> Result<i32> {
     // The data directory's own CA (and the configured TSAs' CAs), when
     // there is one, let check verify every signature too.
     let trust = verify::default_trust(data, config, &[])?
         .unwrap_or_else(|| mailnotary::signing::Trust::new(Vec::new()));
-    let bar = if std::io::stderr().is_terminal() {
+    let bar = if output.interactive {
         ProgressBar::new_spinner()
     } else {
         ProgressBar::hidden()
     };
     let report = archive.check(&trust, &mut |n| bar.set_position(n))?;
     bar.finish_and_clear();
-    let mut out = std::io::stdout().lock();
+    let out = &mut *output.out;
     for p in &report.problems {
         writeln!(out, "problem: {}: {}", p.subject, p.detail)?;
     }
@@ -834,7 +949,13 @@ async fn shutdown_signal() {
     }
 }
 
-fn export(archive: &Archive, data: &Path, config: &Config, args: &ExportArgs) -> Result<i32> {
+fn export(
+    archive: &Archive,
+    data: &Path,
+    config: &Config,
+    args: &ExportArgs,
+    output: &mut Output<'_>,
+) -> Result<i32> {
     let selector = match (&args.thread, &args.message_id) {
         (Some(t), _) => Selector::Thread(t.clone()),
         (None, Some(m)) => Selector::MessageId(m.clone()),
@@ -846,7 +967,7 @@ fn export(archive: &Archive, data: &Path, config: &Config, args: &ExportArgs) ->
         until: None,
     })?;
     if records.is_empty() {
-        eprintln!("no message matches; nothing exported");
+        writeln!(output.err, "no message matches; nothing exported")?;
         return Ok(1);
     }
     let tsa_anchors: Vec<mailnotary::bundle::TsaCertificates> = config
@@ -865,7 +986,8 @@ fn export(archive: &Archive, data: &Path, config: &Config, args: &ExportArgs) ->
         &tsa_anchors,
         &args.out,
     )?;
-    println!(
+    writeln!(
+        output.out,
         "wrote {}: {} message{}, {} batch{}{}",
         args.out.display(),
         summary.messages,
@@ -877,6 +999,6 @@ fn export(archive: &Archive, data: &Path, config: &Config, args: &ExportArgs) ->
         } else {
             String::new()
         }
-    );
+    )?;
     Ok(0)
 }

@@ -9,14 +9,12 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
 
-use mailnotary::archive::Archive;
 use mailnotary::archive::verify::{Check, Evidence, Report, match_content};
 use mailnotary::bundle::OpenedBundle;
 use mailnotary::config::Config;
 use mailnotary::receipt::content::ReceiptContent;
 use mailnotary::signing::Trust;
 use mailnotary::signing::unverified_content;
-use mailnotary::store::StoreOptions;
 
 #[derive(Args)]
 pub(crate) struct VerifyArgs {
@@ -102,9 +100,10 @@ pub(crate) fn default_trust(
 
 pub(crate) fn run(
     data: &Path,
-    options: &StoreOptions,
+    open: &super::Opener<'_>,
     config: &Config,
     args: &VerifyArgs,
+    out: &mut dyn Write,
 ) -> Result<i32> {
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
@@ -154,6 +153,7 @@ pub(crate) fn run(
             &verify_whole_bundle(opened, &trust, anchor_note),
             &args.file,
             args.json,
+            out,
         );
     }
 
@@ -165,7 +165,7 @@ pub(crate) fn run(
                 Some(path) => Some(std::fs::read(path).with_context(|| {
                     format!("cannot read the evidence record {}", path.display())
                 })?),
-                None => record_from_archive(data, options, &receipt_der)?,
+                None => record_from_archive(data, open, &receipt_der)?,
             };
         mailnotary::archive::verify::verify_with(
             Some(&bytes),
@@ -184,9 +184,7 @@ pub(crate) fn run(
                 data.display()
             );
         }
-        let archive = Archive::open(data, options)
-            .with_context(|| format!("cannot open the archive in {}", data.display()))?;
-        archive.verify_file(&bytes, &trust)?
+        open()?.verify_file(&bytes, &trust)?
     };
     if let Some(note) = anchor_note {
         report.checks.insert(
@@ -198,7 +196,7 @@ pub(crate) fn run(
             },
         );
     }
-    print(&report, &args.file, args.json)?;
+    print(&report, &args.file, args.json, out)?;
     Ok(if report.verified { 0 } else { 1 })
 }
 
@@ -232,7 +230,7 @@ fn bundle_certificates(bytes: &[u8]) -> Result<Vec<x509_cert::Certificate>> {
 /// The evidence record of a receipt, from the local archive when there is one.
 fn record_from_archive(
     data: &Path,
-    options: &StoreOptions,
+    open: &super::Opener<'_>,
     receipt: &[u8],
 ) -> Result<Option<Vec<u8>>> {
     if !data.exists() {
@@ -244,9 +242,7 @@ fn record_from_archive(
     else {
         return Ok(None);
     };
-    let archive = Archive::open(data, options)
-        .with_context(|| format!("cannot open the archive in {}", data.display()))?;
-    Ok(archive.evidence(&id)?.map(|e| e.record))
+    Ok(open()?.evidence(&id)?.map(|e| e.record))
 }
 
 /// Finds the bundle's receipt that records one of the file's digests and
@@ -290,8 +286,7 @@ fn verify_in_bundle(bytes: &[u8], opened: &OpenedBundle, trust: &Trust) -> Repor
     }
 }
 
-fn print(report: &Report, file: &Path, as_json: bool) -> Result<()> {
-    let mut out = std::io::stdout().lock();
+fn print(report: &Report, file: &Path, as_json: bool, mut out: &mut dyn Write) -> Result<()> {
     if as_json {
         serde_json::to_writer_pretty(&mut out, report)?;
         writeln!(out)?;
@@ -396,8 +391,12 @@ fn verify_whole_bundle(
     }
 }
 
-fn print_bundle(report: &BundleReport, file: &Path, as_json: bool) -> Result<i32> {
-    let mut out = std::io::stdout().lock();
+fn print_bundle(
+    report: &BundleReport,
+    file: &Path,
+    as_json: bool,
+    mut out: &mut dyn Write,
+) -> Result<i32> {
     if as_json {
         serde_json::to_writer_pretty(&mut out, report)?;
         writeln!(out)?;
@@ -446,4 +445,18 @@ fn print_bundle(report: &BundleReport, file: &Path, as_json: bool) -> Result<i32
         }
     }
     Ok(if report.verified { 0 } else { 1 })
+}
+
+impl VerifyArgs {
+    /// Makes every path absolute against `cwd`, for a daemon that runs the
+    /// command on a client's behalf.
+    pub(crate) fn absolutize(&mut self, cwd: &Path) {
+        let fix = |p: &mut PathBuf| *p = cwd.join(&*p);
+        fix(&mut self.file);
+        self.receipt.iter_mut().for_each(fix);
+        self.evidence.iter_mut().for_each(fix);
+        self.bundle.iter_mut().for_each(fix);
+        self.trust.iter_mut().for_each(fix);
+        self.untrusted.iter_mut().for_each(fix);
+    }
 }

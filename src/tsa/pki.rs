@@ -254,6 +254,84 @@ fn make_leaf(gateway: &str, ca: &KeyPair, role: Role) -> Result<KeyPair, TsaErro
     KeyPair::new(key, certificate)
 }
 
+/// The STARTTLS identity of the SMTP listener on the embedded defaults:
+/// `keys/smtp-tls.cert.pem` and its key, created on first use for
+/// `hostname`, `localhost` and the loopback addresses. It is issued by the data directory's local
+/// CA when there is one, so that a client can trust that CA; otherwise it
+/// is self-signed. Returns the certificate and key files.
+pub fn smtp_tls_identity(data_dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf), TsaError> {
+    use x509_cert::ext::pkix::SubjectAltName;
+    use x509_cert::ext::pkix::name::GeneralName;
+    let dir = data_dir.join("keys");
+    let cert_path = dir.join("smtp-tls.cert.pem");
+    let key_path = dir.join("smtp-tls.key.pem");
+    if cert_path.exists() {
+        return Ok((cert_path, key_path));
+    }
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| pki_error(&format!("cannot create {}", dir.display()), e))?;
+    let ca = match (
+        load_key(&dir.join("ca.key.pem")),
+        load_cert(&dir.join("ca.cert.pem")),
+    ) {
+        (Ok(key), Ok(cert)) => Some(KeyPair::new(key, cert)?),
+        _ => None,
+    };
+    let key = new_key();
+    let subject = name(&format!("CN={hostname},O=mailnotary"))?;
+    let issuer = match &ca {
+        Some(ca) => ca.certificate.tbs_certificate.subject.clone(),
+        None => subject.clone(),
+    };
+    let signer = ca.as_ref().map(|ca| &ca.key).unwrap_or(&key);
+    let mut builder = CertificateBuilder::new(
+        Profile::Leaf {
+            issuer,
+            enable_key_agreement: false,
+            enable_key_encipherment: false,
+        },
+        random_serial()?,
+        Validity::from_now(YEAR * LEAF_YEARS as u32).map_err(|e| pki_error("validity", e))?,
+        subject,
+        public_key_info(&key)?,
+        signer,
+    )
+    .map_err(|e| pki_error("TLS certificate", e))?;
+    let mut names = vec![hostname.to_string()];
+    if hostname != "localhost" {
+        names.push("localhost".into());
+    }
+    let mut names = names
+        .into_iter()
+        .map(|n| der::asn1::Ia5String::new(&n).map(GeneralName::DnsName))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pki_error("TLS host name", e))?;
+    // Clients that connect to the loopback address by number check it too.
+    for ip in [
+        &[127u8, 0, 0, 1][..],
+        &std::net::Ipv6Addr::LOCALHOST.octets()[..],
+    ] {
+        names.push(GeneralName::IpAddress(
+            der::asn1::OctetString::new(ip).map_err(|e| pki_error("TLS address", e))?,
+        ));
+    }
+    builder
+        .add_extension(&SubjectAltName(names))
+        .map_err(|e| pki_error("TLS certificate", e))?;
+    builder
+        .add_extension(&ExtendedKeyUsage(vec![ID_KP_SERVER_AUTH]))
+        .map_err(|e| pki_error("TLS certificate", e))?;
+    let certificate = builder
+        .build::<DerSignature>()
+        .map_err(|e| pki_error("TLS certificate", e))?;
+    save(&dir, "smtp-tls", &KeyPair::new(key, certificate)?)?;
+    Ok((cert_path, key_path))
+}
+
+/// id-kp-serverAuth (RFC 5280 §4.2.1.12).
+const ID_KP_SERVER_AUTH: const_oid::ObjectIdentifier =
+    const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.1");
+
 /// Writes `bytes` to a new file; `secret` files get mode 0600 from the
 /// moment they exist, so that no other user can ever read them.
 fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<(), TsaError> {

@@ -162,3 +162,137 @@ pub fn openssl_accepts_entry(dir: &Path, entry: &serde_json::Value, root: &str, 
         String::from_utf8_lossy(&ts.stderr)
     );
 }
+
+/// A running `mailnotary serve` on ephemeral ports; stopped when dropped.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub data: PathBuf,
+    pub smtp: std::net::SocketAddr,
+    pub http: std::net::SocketAddr,
+    /// Standard error of the daemon (its log), written to this file.
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `serve` on `data` with extra arguments (a `--config`, say)
+    /// placed before the subcommand.
+    pub fn start(data: &Path, global: &[&str]) -> Daemon {
+        use std::io::{BufRead, BufReader};
+        std::fs::create_dir_all(data).unwrap();
+        let log = data.with_extension("serve.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mailnotary"))
+            .arg("--data")
+            .arg(data)
+            .args(global)
+            .args([
+                "-v",
+                "serve",
+                "--smtp",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .current_dir(root())
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("mailnotary serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut smtp, mut http) = (None, None);
+        while smtp.is_none() || http.is_none() {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                panic!(
+                    "serve ended before it listened: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            };
+            if let Some(rest) = line.strip_prefix("smtp: listening on ") {
+                smtp = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+            }
+            if let Some(rest) = line.strip_prefix("http: listening on http://") {
+                http = rest.split('/').next().and_then(|a| a.parse().ok());
+            }
+        }
+        // The rest of stdout is read in the background, so the daemon
+        // never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Daemon {
+            child,
+            data: data.to_path_buf(),
+            smtp: smtp.unwrap(),
+            http: http.unwrap(),
+            log,
+        }
+    }
+
+    /// Sends a signal to the daemon (`TERM`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Stops with SIGTERM and returns the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+
+    /// Kills with SIGKILL, as a crash would.
+    pub fn kill9(mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+        std::mem::forget(self);
+    }
+
+    /// `GET /healthz` as JSON.
+    pub fn health(&self) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.http).unwrap();
+        write!(
+            s,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("healthz: {e}: {text}"))
+    }
+
+    /// Waits until nothing is pending (the stamper caught up).
+    pub fn wait_stamped(&self, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let health = self.health();
+            if health["pending"] == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still pending after {timeout:?}: {health}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

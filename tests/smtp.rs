@@ -1,0 +1,803 @@
+// SPDX-License-Identifier: Apache-2.0 OR MIT
+//! The SMTP listener of `mailnotary serve`, driven by three independent
+//! clients (Python's smtplib, swaks, lettre), plain and with STARTTLS, and
+//! by a raw socket for the protocol's edges: relaying refused, size limits,
+//! pipelining, dot-stuffing, SMTPUTF8, BDAT, bare line endings and
+//! smuggling, clients that drop, stall or send garbage, and shutdown.
+//!
+//! Every accepted message is looked up through the running daemon's control
+//! channel, becomes `stamped`, and its receipt verifies; the stored raw
+//! digest is compared with the digest of the bytes the client sent.
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, dispute_file, have, mailnotary, skip, stderr, stdout};
+use serde_json::Value;
+use sha2::Digest;
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Writes a configuration with `smtp` as the body of its `[smtp]` table.
+fn config_with(dir: &Path, smtp: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("mailnotary.toml");
+    std::fs::write(
+        &path,
+        format!("[stamping]\nwindow_ms = 200\n\n[smtp]\n{smtp}\n"),
+    )
+    .unwrap();
+    path
+}
+
+/// Every stored message, through the running daemon.
+fn all_messages(data: &Path) -> Vec<Value> {
+    let out = mailnotary(data, &["lookup", "--all", "--json"]);
+    if out.status.code() == Some(1) {
+        return Vec::new();
+    }
+    assert!(out.status.success(), "lookup: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn message_with_digest(data: &Path, sha: &str) -> Value {
+    all_messages(data)
+        .into_iter()
+        .find(|m| m["raw_sha256"] == sha)
+        .unwrap_or_else(|| panic!("no stored message has raw digest {sha}"))
+}
+
+/// Checks that `file` is stored, stamped, and verifies through the daemon.
+fn assert_stored_and_verified(daemon: &Daemon, file: &Path, sha: &str) -> Value {
+    daemon.wait_stamped(Duration::from_secs(30));
+    let m = message_with_digest(&daemon.data, sha);
+    assert_eq!(m["status"], "stamped", "{m}");
+    let out = mailnotary(&daemon.data, &["verify", file.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "verify {}: {}{}",
+        file.display(),
+        stdout(&out),
+        stderr(&out)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["matched"], "raw", "{report}");
+    m
+}
+
+/// A bare SMTP client on a socket, for the protocol's edges.
+struct Raw {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Raw {
+    fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        let mut raw = Raw { stream, reader };
+        let (code, text) = raw.reply();
+        assert_eq!(code, 220, "greeting: {text}");
+        raw
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one reply, all its lines; (0, "") when the server closed.
+    fn reply(&mut self) -> (u16, String) {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return (0, text);
+            }
+            text.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return (line[..3].parse().unwrap(), text);
+            }
+        }
+    }
+
+    fn cmd(&mut self, line: &str) -> (u16, String) {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// EHLO, MAIL, RCPT archive@localhost; panics unless all say yes.
+    fn begin(&mut self, from: &str) {
+        assert_eq!(self.cmd("EHLO raw.test").0, 250);
+        assert_eq!(self.cmd(&format!("MAIL FROM:<{from}>")).0, 250);
+        assert_eq!(self.cmd("RCPT TO:<archive@localhost>").0, 250);
+    }
+
+    /// Sends DATA and `body` (already dot-stuffed, CRLF lines, no final
+    /// dot) and returns the reply to the end of data.
+    fn data(&mut self, body: &[u8]) -> (u16, String) {
+        let (code, text) = self.cmd("DATA");
+        assert_eq!(code, 354, "{text}");
+        self.send(body);
+        self.send(b".\r\n");
+        self.reply()
+    }
+
+    /// Whether the server closed the connection.
+    fn closed(&mut self) -> bool {
+        let mut buf = [0u8; 256];
+        loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// `bytes` with every line ending made CRLF and a final CRLF.
+fn crlf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 40);
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 1;
+            }
+            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// A small message with a unique Message-ID.
+fn message(tag: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Buyer <buyer@example.com>\r\nTo: Supplier <sales@supplier.example>\r\n\
+         Subject: {tag}\r\nMessage-ID: <{tag}@raw.test>\r\nDate: Thu, 03 Dec 2026 10:00:00 +0800\r\n\
+         \r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn smtplib_plain_and_starttls_messages_are_stored_stamped_and_verified() {
+    if !have("python3") {
+        return skip("smtplib", "python3 is not installed");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config_with(dir.path(), "");
+    let daemon = Daemon::start(&data, &["--config", config.to_str().unwrap()]);
+    let ca = data.join("keys/ca.cert.pem");
+    let files = [dispute_file(2), dispute_file(5), dispute_file(7)];
+    let send = |starttls: bool, files: &[String]| -> Vec<Value> {
+        let mut args = vec!["--port".to_string(), daemon.smtp.port().to_string()];
+        if starttls {
+            args.extend([
+                "--starttls".into(),
+                "--cafile".into(),
+                ca.display().to_string(),
+            ]);
+        }
+        args.extend(["--rcpt".into(), "archive@localhost".into()]);
+        args.extend(files.iter().cloned());
+        match common::python_json("smtp_send.py", &args) {
+            Value::Array(items) => items,
+            other => panic!("smtp_send.py printed {other}"),
+        }
+    };
+    let plain = send(false, &files[..2]);
+    let tls = send(true, &files[2..]);
+    for (item, secure) in plain
+        .iter()
+        .map(|i| (i, false))
+        .chain(tls.iter().map(|i| (i, true)))
+    {
+        assert_eq!(item["code"], 250, "{item}");
+        let reply = item["reply"].as_str().unwrap();
+        assert!(reply.contains("receipt id "), "{reply}");
+        let sha = item["sha256"].as_str().unwrap();
+        // smtplib sent the file with CRLF lines: those are the bytes stored.
+        let original = std::fs::read(item["file"].as_str().unwrap()).unwrap();
+        let sent = crlf(&original);
+        assert_eq!(sha256_hex(&sent), sha);
+        let file = dir.path().join(format!("sent-{}.eml", sha));
+        std::fs::write(&file, &sent).unwrap();
+        let m = assert_stored_and_verified(&daemon, &file, sha);
+        let id = m["receipt_id"].as_str().unwrap();
+        assert!(reply.contains(id), "reply {reply:?} names receipt {id}");
+        let source = &m["source"];
+        assert_eq!(source["kind"], "smtp");
+        assert_eq!(source["helo"], "smtplib.test");
+        assert_eq!(source["mail_from"], "buyer@example.com");
+        assert_eq!(source["rcpt_to"], serde_json::json!(["archive@localhost"]));
+        assert!(source["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+        if secure {
+            let tls = source["tls"].as_str().unwrap();
+            assert!(tls.starts_with("TLSv1.3 "), "{tls}");
+            assert_eq!(item["tls"], "TLSv1.3");
+        } else {
+            assert!(source["tls"].is_null());
+        }
+    }
+    // The daemon stops cleanly on SIGTERM with exit code 0.
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn swaks_plain_and_starttls() {
+    if !have("swaks") {
+        return skip("swaks", "swaks is not installed (Debian package swaks)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config_with(dir.path(), "");
+    let daemon = Daemon::start(&data, &["--config", config.to_str().unwrap()]);
+    let perl_tls = std::process::Command::new("perl")
+        .args(["-MNet::SSLeay", "-e1"])
+        .status()
+        .is_ok_and(|s| s.success());
+    for (tag, tls) in [("swaks-plain", false), ("swaks-tls", true)] {
+        if tls && !perl_tls {
+            skip(
+                "swaks --tls",
+                "Net::SSLeay is missing (Debian package libio-socket-ssl-perl)",
+            );
+            continue;
+        }
+        let body = dir.path().join(format!("{tag}.eml"));
+        std::fs::write(
+            &body,
+            message(tag, "Price per unit: CNY 41.50, FOB Ningbo."),
+        )
+        .unwrap();
+        let mut cmd = std::process::Command::new("swaks");
+        cmd.args(["--server", &daemon.smtp.to_string()])
+            .args(["--helo", "swaks.test", "--from", "buyer@example.com"])
+            .args(["--to", "archive@localhost,ARCHIVE@localhost"])
+            .arg("--data")
+            .arg(&body);
+        if tls {
+            cmd.arg("--tls");
+        }
+        let out = cmd.output().unwrap();
+        let transcript = stdout(&out);
+        assert!(out.status.success(), "swaks: {transcript}{}", stderr(&out));
+        assert!(
+            transcript.contains("250 2.0.0 stored, receipt id"),
+            "{transcript}"
+        );
+        // swaks ends the data with CRLF "." CRLF after the file, whose own
+        // last line ended in CRLF: the message holds one more empty line.
+        let mut sent = std::fs::read(&body).unwrap();
+        sent.extend_from_slice(b"\r\n");
+        let file = dir.path().join(format!("{tag}-sent.eml"));
+        std::fs::write(&file, &sent).unwrap();
+        let m = assert_stored_and_verified(&daemon, &file, &sha256_hex(&sent));
+        assert_eq!(
+            m["source"]["rcpt_to"],
+            serde_json::json!(["archive@localhost", "ARCHIVE@localhost"]),
+            "every envelope recipient is kept, in order"
+        );
+        assert_eq!(m["source"]["tls"].is_string(), tls, "{m}");
+    }
+}
+
+#[test]
+fn lettre_plain_and_starttls() {
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    use lettre::transport::smtp::extension::ClientId;
+    use lettre::{Address, SmtpTransport, Transport, address::Envelope};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config_with(dir.path(), "");
+    let daemon = Daemon::start(&data, &["--config", config.to_str().unwrap()]);
+    let ca = std::fs::read(data.join("keys/ca.cert.pem")).unwrap();
+    for (tag, tls) in [("lettre-plain", false), ("lettre-tls", true)] {
+        let email = lettre::Message::builder()
+            .from("Buyer <buyer@example.com>".parse().unwrap())
+            .to("Supplier <sales@supplier.example>".parse().unwrap())
+            .subject(format!("{tag}: 报价确认 quotation"))
+            .message_id(Some(format!("<{tag}@lettre.test>")))
+            .body(".leading dot line\n..two dots\n单价 41.50 元\n".to_string())
+            .unwrap();
+        let bytes = email.formatted();
+        let mode = if tls {
+            Tls::Required(
+                TlsParameters::builder("localhost".into())
+                    .add_root_certificate(Certificate::from_pem(&ca).unwrap())
+                    .build_rustls()
+                    .unwrap(),
+            )
+        } else {
+            Tls::None
+        };
+        let transport = SmtpTransport::builder_dangerous("127.0.0.1")
+            .port(daemon.smtp.port())
+            .hello_name(ClientId::Domain("lettre.test".into()))
+            .tls(mode)
+            .build();
+        let envelope = Envelope::new(
+            Some("buyer@example.com".parse::<Address>().unwrap()),
+            vec!["archive@localhost".parse::<Address>().unwrap()],
+        )
+        .unwrap();
+        let response = transport.send_raw(&envelope, &bytes).unwrap();
+        assert_eq!(u16::from(response.code()), 250);
+        let text: String = response.message().collect::<Vec<_>>().join(" ");
+        assert!(text.contains("receipt id"), "{text}");
+        // lettre, too, ends the data with CRLF "." CRLF after the message.
+        let mut sent = bytes.clone();
+        sent.extend_from_slice(b"\r\n");
+        let file = dir.path().join(format!("{tag}.eml"));
+        std::fs::write(&file, &sent).unwrap();
+        let m = assert_stored_and_verified(&daemon, &file, &sha256_hex(&sent));
+        assert_eq!(m["source"]["helo"], "lettre.test");
+        assert_eq!(m["source"]["tls"].is_string(), tls, "{m}");
+    }
+}
+
+#[test]
+fn protocol_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config_with(
+        dir.path(),
+        "accept = [\"archive@localhost\", \"@journal.test\"]\nmax_message_size = 20000\n\
+         max_recipients = 3\nmax_errors = 50",
+    );
+    let daemon = Daemon::start(&data, &["--config", config.to_str().unwrap()]);
+    let mut c = Raw::connect(daemon.smtp);
+
+    // EHLO advertises what the listener does.
+    let (code, ehlo) = c.cmd("EHLO raw.test");
+    assert_eq!(code, 250);
+    for ext in [
+        "SIZE 20000",
+        "PIPELINING",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+        "CHUNKING",
+        "STARTTLS",
+    ] {
+        assert!(ehlo.contains(ext), "EHLO lacks {ext}: {ehlo}");
+    }
+    assert!(c.cmd("VRFY archive").1.starts_with("502 5.5.1"));
+    assert!(
+        c.cmd("RCPT TO:<archive@localhost>")
+            .1
+            .starts_with("503 5.5.1")
+    );
+    assert!(c.cmd("DATA").1.starts_with("503 5.5.1"));
+    assert!(c.cmd("NOOP").1.starts_with("250 2.0.0"));
+
+    // Never a relay: foreign recipients get 550 5.1.1, nothing is stored.
+    assert_eq!(c.cmd("MAIL FROM:<buyer@example.com>").0, 250);
+    for foreign in [
+        "someone@example.org",
+        "archive@localhost.example",
+        "archive@evil.test",
+    ] {
+        let (code, text) = c.cmd(&format!("RCPT TO:<{foreign}>"));
+        assert_eq!(code, 550, "{foreign}: {text}");
+        assert!(text.starts_with("550 5.1.1"), "{text}");
+    }
+    assert!(
+        c.cmd("DATA").1.starts_with("503 5.5.1"),
+        "no recipient, no data"
+    );
+    // A whole accepted domain, and the recipient limit.
+    assert_eq!(c.cmd("RCPT TO:<legal@journal.test>").0, 250);
+    assert_eq!(c.cmd("RCPT TO:<archive@localhost>").0, 250);
+    assert_eq!(c.cmd("RCPT TO:<archive@LOCALHOST>").0, 250);
+    assert!(
+        c.cmd("RCPT TO:<ops@journal.test>")
+            .1
+            .starts_with("452 4.5.3")
+    );
+    assert!(c.cmd("RSET").1.starts_with("250"));
+    assert!(all_messages(&data).is_empty());
+
+    // Too large: announced with SIZE (refused at MAIL), or not announced
+    // (refused after the data); nothing stored either way.
+    assert!(
+        c.cmd("MAIL FROM:<a@example.com> SIZE=20001")
+            .1
+            .starts_with("552 5.3.4")
+    );
+    assert_eq!(c.cmd("MAIL FROM:<a@example.com>").0, 250);
+    assert_eq!(c.cmd("RCPT TO:<archive@localhost>").0, 250);
+    let big = message("too-big", &vec!["x".repeat(60); 400].join("\r\n"));
+    let (code, text) = c.data(&big);
+    assert_eq!(code, 552, "{text}");
+    assert!(text.starts_with("552 5.3.4"), "{text}");
+    assert!(all_messages(&data).is_empty());
+
+    // Dot-stuffing: lines starting with "." come back exactly.
+    let original = message("dots", ".one dot\r\n..two dots\r\n.\r\n. \r\nend");
+    let mut stuffed = Vec::new();
+    for line in original.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b".") {
+            stuffed.push(b'.');
+        }
+        stuffed.extend_from_slice(line);
+    }
+    c.begin("buyer@example.com");
+    let (code, text) = c.data(&stuffed);
+    assert_eq!(code, 250, "{text}");
+    let dots = message_with_digest(&data, &sha256_hex(&original));
+    assert!(text.contains(dots["receipt_id"].as_str().unwrap()));
+
+    // Pipelining (RFC 2920): a whole transaction in one write, every reply
+    // back without the client waiting in between.
+    let pipelined = message("pipelined", "sent in one round trip");
+    let mut batch = b"RSET\r\nMAIL FROM:<buyer@example.com>\r\nRCPT TO:<archive@localhost>\r\n\
+                      RCPT TO:<nobody@example.org>\r\nRCPT TO:<archive@localhost>\r\nNOOP\r\nDATA\r\n"
+        .to_vec();
+    c.send(&batch);
+    let codes: Vec<u16> = (0..7).map(|_| c.reply().0).collect();
+    assert_eq!(codes, [250, 250, 250, 550, 250, 250, 354]);
+    batch = pipelined.clone();
+    batch.extend_from_slice(b".\r\nNOOP\r\n");
+    c.send(&batch);
+    assert_eq!(c.reply().0, 250);
+    assert_eq!(c.reply().0, 250);
+    message_with_digest(&data, &sha256_hex(&pipelined));
+
+    // 8-bit data and SMTPUTF8 addresses.
+    let utf8 =
+        "From: 采购部 <采购@例子.中国>\r\nTo: archive@localhost\r\nSubject: 价格 41,50 €\r\n\
+                Message-ID: <utf8@raw.test>\r\n\r\nÜbergabe in Ningbo, 单价 41.50 元\r\n"
+            .as_bytes()
+            .to_vec();
+    assert_eq!(
+        c.cmd("MAIL FROM:<采购@例子.中国> SMTPUTF8 BODY=8BITMIME").0,
+        250
+    );
+    assert_eq!(c.cmd("RCPT TO:<archive@localhost>").0, 250);
+    assert_eq!(c.data(&utf8).0, 250);
+    let m = message_with_digest(&data, &sha256_hex(&utf8));
+    assert_eq!(m["source"]["mail_from"], "采购@例子.中国");
+
+    // CHUNKING: BDAT chunks are stored as sent, bare LF included, since a
+    // byte count leaves nothing to disagree on.
+    let chunked = b"Subject: chunked\r\nMessage-ID: <bdat@raw.test>\r\n\r\nline one\nline two\r\n";
+    assert_eq!(
+        c.cmd("MAIL FROM:<buyer@example.com> BODY=BINARYMIME").0,
+        250
+    );
+    assert_eq!(c.cmd("RCPT TO:<archive@localhost>").0, 250);
+    c.send(b"BDAT 20\r\n");
+    c.send(&chunked[..20]);
+    assert_eq!(c.reply().0, 250);
+    c.send(format!("BDAT {} LAST\r\n", chunked.len() - 20).as_bytes());
+    c.send(&chunked[20..]);
+    let (code, text) = c.reply();
+    assert_eq!(code, 250, "{text}");
+    message_with_digest(&data, &sha256_hex(chunked));
+
+    // Bare LF in DATA refuses the whole message, and "." after a bare LF
+    // does not end the data: the smuggled second message is never seen
+    // as a message of its own.
+    c.begin("buyer@example.com");
+    let smuggle = b"Subject: outer\r\nMessage-ID: <outer@raw.test>\r\n\r\nhello\n.\r\n\
+                    MAIL FROM:<ceo@example.com>\r\nRCPT TO:<archive@localhost>\r\nDATA\r\n\
+                    Subject: smuggled\r\n\r\nforged\r\n";
+    let (code, text) = c.data(smuggle);
+    assert_eq!(code, 554, "{text}");
+    assert!(text.contains("bare LF"), "{text}");
+    c.begin("buyer@example.com");
+    let (code, text) = c.data(b"Subject: cr\r\n\r\nbare\rCR\r\n");
+    assert_eq!(code, 554, "{text}");
+    assert!(text.contains("bare CR"), "{text}");
+    let subjects: Vec<Value> = all_messages(&data)
+        .iter()
+        .map(|m| m["subject"].clone())
+        .collect();
+    assert!(!subjects.contains(&"outer".into()) && !subjects.contains(&"smuggled".into()));
+    assert!(c.cmd("QUIT").1.starts_with("221"));
+    assert!(c.closed());
+
+    // A client that drops in the middle of DATA leaves nothing behind.
+    let before = all_messages(&data).len();
+    let mut d = Raw::connect(daemon.smtp);
+    d.begin("buyer@example.com");
+    assert_eq!(d.cmd("DATA").0, 354);
+    d.send(&message("dropped", "half a message"));
+    drop(d);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(all_messages(&data).len(), before);
+    daemon.wait_stamped(Duration::from_secs(30));
+    let out = mailnotary(&data, &["check"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
+
+#[test]
+fn garbage_and_stalled_clients_are_cut_off_without_hurting_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config_with(
+        dir.path(),
+        "command_timeout_secs = 2\ndata_timeout_secs = 2\nmax_errors = 5\nmax_command_line = 1024",
+    );
+    let daemon = Daemon::start(&data, &["--config", config.to_str().unwrap()]);
+
+    // Garbage: errors until the limit, then 421 and the connection closes.
+    let mut garbage = Raw::connect(daemon.smtp);
+    garbage.send(b"\x00\xff\xfe binary junk\r\nHELLO?\r\n");
+    garbage.send(&[b'A'; 5000]);
+    garbage.send(b"\r\nGET / HTTP/1.1\r\nfoo\r\n");
+    let mut replies = Vec::new();
+    loop {
+        let (code, text) = garbage.reply();
+        if code == 0 {
+            break;
+        }
+        replies.push(text);
+    }
+    assert!(
+        replies
+            .iter()
+            .any(|r| r.starts_with("500 5.5.2 command line longer")),
+        "{replies:?}"
+    );
+    assert!(replies.last().unwrap().contains("421 4.7.0"), "{replies:?}");
+
+    // A client that stalls before a command, or in the data, is timed out;
+    // meanwhile another session is served at once.
+    let start = Instant::now();
+    let mut idle = Raw::connect(daemon.smtp);
+    let mut in_data = Raw::connect(daemon.smtp);
+    in_data.begin("buyer@example.com");
+    assert_eq!(in_data.cmd("DATA").0, 354);
+    in_data.send(b"Subject: stalled\r\n\r\nhalf");
+
+    let mut good = Raw::connect(daemon.smtp);
+    good.begin("buyer@example.com");
+    let msg = message("while-others-stall", "served while two clients stall");
+    assert_eq!(good.data(&msg).0, 250);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "served before the stalls timed out"
+    );
+
+    let (code, text) = idle.reply();
+    assert_eq!(code, 421, "{text}");
+    assert!(text.contains("4.4.2"), "{text}");
+    let (code, text) = in_data.reply();
+    assert_eq!(code, 421, "{text}");
+    assert!(idle.closed() && in_data.closed());
+    let subjects: Vec<Value> = all_messages(&data)
+        .iter()
+        .map(|m| m["subject"].clone())
+        .collect();
+    assert_eq!(subjects, vec![Value::from("while-others-stall")]);
+}
+
+#[test]
+fn connection_and_network_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config_with(dir.path(), "max_connections = 2");
+    let daemon = Daemon::start(&data, &["--config", config.to_str().unwrap()]);
+    let _a = Raw::connect(daemon.smtp);
+    let _b = Raw::connect(daemon.smtp);
+    let mut third = TcpStream::connect(daemon.smtp).unwrap();
+    let mut text = String::new();
+    third.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("421 4.3.2"), "{text}");
+    drop(daemon);
+
+    let data = dir.path().join("data2");
+    let config = config_with(
+        &dir.path().join("c2"),
+        "allowed_networks = [\"10.0.0.0/8\"]",
+    );
+    let daemon = Daemon::start(&data, &["--config", config.to_str().unwrap()]);
+    let mut outsider = TcpStream::connect(daemon.smtp).unwrap();
+    let mut text = String::new();
+    outsider.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("554 5.7.1"), "{text}");
+}
+
+#[test]
+fn sigterm_lets_a_message_in_progress_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config_with(dir.path(), "shutdown_grace_secs = 20");
+    let daemon = Daemon::start(&data, &["--config", config.to_str().unwrap()]);
+    let mut idle = Raw::connect(daemon.smtp);
+    let mut busy = Raw::connect(daemon.smtp);
+    busy.begin("buyer@example.com");
+    assert_eq!(busy.cmd("DATA").0, 354);
+    busy.send(b"Subject: in flight\r\nMessage-ID: <flight@raw.test>\r\n\r\nfirst half\r\n");
+    daemon.signal("TERM");
+    // The idle session is told at once; the listener no longer accepts.
+    let (code, text) = idle.reply();
+    assert_eq!(code, 421, "{text}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(TcpStream::connect(daemon.smtp).is_err(), "still accepting");
+    // The message in progress completes and is acknowledged, then the
+    // session is closed.
+    busy.send(b"second half\r\n.\r\n");
+    let (code, text) = busy.reply();
+    assert_eq!(code, 250, "{text}");
+    let mut daemon = daemon;
+    let status = daemon.child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+    std::mem::forget(daemon);
+    // After the stop, the store opens directly and holds the message.
+    let out = mailnotary(
+        &data,
+        &["lookup", "--message-id", "flight@raw.test", "--json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Sends messages on `sessions` connections until told to stop, recording
+/// the Message-ID of each one acknowledged with 250.
+fn acknowledged_sender(
+    addr: SocketAddr,
+    prefix: String,
+    count: usize,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let Ok(stream) = TcpStream::connect(addr) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut c = Raw {
+        reader: BufReader::new(stream.try_clone().unwrap()),
+        stream,
+    };
+    if c.reply().0 != 220 || c.cmd("EHLO load.test").0 != 250 {
+        return;
+    }
+    for n in 0..count {
+        let tag = format!("{prefix}-{n}");
+        let msg = message(
+            &tag,
+            &format!("message {n} of {prefix}\r\n{}", "payload ".repeat(100)),
+        );
+        let mut batch =
+            b"MAIL FROM:<load@example.com>\r\nRCPT TO:<archive@localhost>\r\nDATA\r\n".to_vec();
+        if c.stream.write_all(&batch).is_err() {
+            return;
+        }
+        if c.reply().0 != 250 || c.reply().0 != 250 || c.reply().0 != 354 {
+            return;
+        }
+        batch = msg;
+        batch.extend_from_slice(b".\r\n");
+        if c.stream.write_all(&batch).is_err() {
+            return;
+        }
+        match c.reply() {
+            (250, _) => acked.lock().unwrap().push(format!("{tag}@raw.test")),
+            _ => return,
+        }
+    }
+}
+
+#[test]
+fn kill_9_during_a_run_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config_with(dir.path(), "");
+    let global = ["--config", config.to_str().unwrap()];
+    let daemon = Daemon::start(&data, &global);
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let total = 2000;
+    let sessions = 4;
+    let senders: Vec<_> = (0..sessions)
+        .map(|s| {
+            let acked = std::sync::Arc::clone(&acked);
+            let addr = daemon.smtp;
+            std::thread::spawn(move || {
+                acknowledged_sender(addr, format!("k{s}"), total / sessions, acked)
+            })
+        })
+        .collect();
+    // Kill in the middle of the run.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked.lock().unwrap().len() < total / 2 {
+        assert!(Instant::now() < deadline, "the run did not get half way");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    daemon.kill9();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= total / 2 && acked.len() < total,
+        "{} acknowledged",
+        acked.len()
+    );
+
+    // Restart: every acknowledged message is there, once, and is stamped.
+    let daemon = Daemon::start(&data, &global);
+    daemon.wait_stamped(Duration::from_secs(60));
+    let stored = all_messages(&data);
+    let ids: std::collections::HashMap<String, usize> =
+        stored.iter().fold(Default::default(), |mut map, m| {
+            *map.entry(m["message_id"].as_str().unwrap_or("").to_string())
+                .or_default() += 1;
+            map
+        });
+    let missing: Vec<&String> = acked.iter().filter(|id| !ids.contains_key(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged messages lost: {missing:?}",
+        missing.len()
+    );
+    assert!(ids.values().all(|&n| n == 1), "a message was stored twice");
+    assert!(stored.iter().all(|m| m["status"] == "stamped"));
+    eprintln!(
+        "kill -9: {} acknowledged, {} stored (the rest were in flight), 0 lost",
+        acked.len(),
+        stored.len()
+    );
+    let out = mailnotary(&data, &["check"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
+
+#[test]
+fn postfix_smtp_source_fresh_and_reused_connections() {
+    let smtp_source = "/usr/sbin/smtp-source";
+    if !Path::new(smtp_source).exists() {
+        return skip(
+            "smtp-source",
+            "Postfix's smtp-source is not installed (Debian package postfix)",
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config_with(dir.path(), "");
+    let daemon = Daemon::start(&data, &["--config", config.to_str().unwrap()]);
+    // 100 messages on a fresh connection each, then 100 over reused
+    // connections (-d), four sessions at a time.
+    for reuse in [false, true] {
+        let mut cmd = std::process::Command::new(smtp_source);
+        cmd.args(["-s", "4", "-m", "100", "-l", "4096", "-M", "source.test"])
+            .args(["-f", "load@example.com", "-t", "archive@localhost"]);
+        if reuse {
+            cmd.arg("-d");
+        }
+        let out = cmd.arg(daemon.smtp.to_string()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "smtp-source: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    daemon.wait_stamped(Duration::from_secs(30));
+    let stored = all_messages(&data);
+    assert_eq!(stored.len(), 200);
+    assert!(stored.iter().all(|m| m["status"] == "stamped"
+        && m["source"]["helo"] == "source.test"
+        && m["source"]["mail_from"] == "load@example.com"));
+    assert_eq!(daemon.health()["smtp"]["accepted"], 200);
+}
