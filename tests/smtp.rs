@@ -701,11 +701,20 @@ fn acknowledged_sender(
 }
 
 #[test]
-fn kill_9_during_a_run_loses_nothing_acknowledged() {
+fn kill_9_during_a_run_loses_nothing_acknowledged_redb() {
+    kill_9_run("redb");
+}
+
+#[test]
+fn kill_9_during_a_run_loses_nothing_acknowledged_sled() {
+    kill_9_run("sled");
+}
+
+fn kill_9_run(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let config = config_with(dir.path(), "");
-    let global = ["--config", config.to_str().unwrap()];
+    let global = ["--config", config.to_str().unwrap(), "--store", backend];
     let daemon = Daemon::start(&data, &global);
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let total = 2000;
@@ -755,7 +764,7 @@ fn kill_9_during_a_run_loses_nothing_acknowledged() {
     assert!(ids.values().all(|&n| n == 1), "a message was stored twice");
     assert!(stored.iter().all(|m| m["status"] == "stamped"));
     eprintln!(
-        "kill -9: {} acknowledged, {} stored (the rest were in flight), 0 lost",
+        "kill -9 ({backend}): {} acknowledged, {} stored (the rest were in flight), 0 lost",
         acked.len(),
         stored.len()
     );
@@ -800,4 +809,76 @@ fn postfix_smtp_source_fresh_and_reused_connections() {
         && m["source"]["helo"] == "source.test"
         && m["source"]["mail_from"] == "load@example.com"));
     assert_eq!(daemon.health()["smtp"]["accepted"], 200);
+}
+
+/// A tmpfs of `size` mounted on a new folder; unmounted when dropped.
+struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: &Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallDisk {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_gets_451_and_writes_resume_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "8m") else {
+        return skip("full disk", "cannot mount a small tmpfs here (needs root)");
+    };
+    let data = disk.path.join("data");
+    let config = config_with(dir.path(), "");
+    let daemon = Daemon::start(&data, &["--config", config.to_str().unwrap()]);
+    let body = vec!["y".repeat(70); 3000].join("\r\n");
+    let send = |tag: &str| -> (u16, String) {
+        let mut c = Raw::connect(daemon.smtp);
+        c.begin("buyer@example.com");
+        c.data(&message(tag, &body))
+    };
+    assert_eq!(send("before").0, 250);
+    daemon.wait_stamped(Duration::from_secs(30));
+    // Fill the disk.
+    let filler = disk.path.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    while f.write_all(&block).is_ok() {}
+    drop(f);
+    let (code, text) = send("while-full");
+    assert_eq!(code, 451, "{text}");
+    assert!(text.starts_with("451 4.3.0"), "{text}");
+    // Lookups still work meanwhile, and nothing of the refused message is
+    // there.
+    let subjects: Vec<Value> = all_messages(&data)
+        .iter()
+        .map(|m| m["subject"].clone())
+        .collect();
+    assert_eq!(subjects, vec![Value::from("before")]);
+    // Space returns: the next message is stored without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(send("after").0, 250);
+    daemon.wait_stamped(Duration::from_secs(30));
+    let out = mailnotary(&data, &["check"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(daemon.log_text().contains("No space left on device"));
+    drop(daemon);
 }

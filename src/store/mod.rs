@@ -353,6 +353,10 @@ fn writer_loop(backend: &dyn Backend, jobs_rx: mpsc::Receiver<Job>) {
         for reply in replies {
             reply(match &result {
                 Ok(()) => Ok(()),
+                Err(StoreError::Backend { backend, detail }) => Err(StoreError::Backend {
+                    backend,
+                    detail: detail.clone(),
+                }),
                 Err(e) => Err(StoreError::Backend {
                     backend: backend.name(),
                     detail: e.to_string(),
