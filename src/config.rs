@@ -384,3 +384,29 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped example documents the defaults: it must parse, and the
+    /// values it shows must be the built-in ones.
+    #[test]
+    fn the_example_file_parses_and_shows_the_defaults() {
+        let config: Config = toml::from_str(include_str!("../mailnotary.example.toml"))
+            .unwrap_or_else(|e| panic!("mailnotary.example.toml: {e}"));
+        assert_eq!(
+            format!("{:?}", config.smtp),
+            format!("{:?}", SmtpConfig::default())
+        );
+        assert_eq!(
+            format!("{:?}", config.http),
+            format!("{:?}", HttpConfig::default())
+        );
+        assert_eq!(
+            format!("{:?}", config.stamping),
+            format!("{:?}", StampingConfig::default())
+        );
+        assert_eq!(config.store.cache_mib, StoreConfig::default().cache_mib);
+    }
+}

@@ -308,10 +308,14 @@ fn parallel_map<T: Sync, R: Send>(
     items: &[T],
     f: impl Fn(&T) -> Result<R, ArchiveError> + Sync,
 ) -> Result<Vec<R>, ArchiveError> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(items.len().max(1));
+    // Asking the system reads cgroup files each time: once is enough.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let threads = cores.min(items.len().max(1));
     let chunk = items.len().div_ceil(threads).max(1);
     let f = &f;
     let parts: Vec<Result<Vec<R>, ArchiveError>> = std::thread::scope(|scope| {

@@ -160,8 +160,25 @@ impl Archive {
             }
             _ => None,
         };
-        self.store
-            .write(move |txn| write_message(txn, id, record, raw, receipt))
+        // Encoding and copying happen here too, so that the writer thread,
+        // which every session waits on, spends its time on the store alone.
+        let encoded = record::encode(&record)?;
+        let mut blob = Vec::with_capacity(raw.len() + 1);
+        blob.push(keys::BLOB_PLAIN_V1);
+        blob.extend_from_slice(&raw);
+        drop(raw);
+        self.store.write(move |txn| {
+            write_message(
+                txn,
+                id,
+                Prepared {
+                    record,
+                    encoded,
+                    blob,
+                },
+                receipt,
+            )
+        })
     }
 
     /// The record of the message with receipt id `id`.
@@ -224,13 +241,24 @@ impl Archive {
     }
 }
 
+/// A message ready for its write: the record, its encoding, and the blob.
+struct Prepared {
+    record: MessageRecord,
+    encoded: Vec<u8>,
+    blob: Vec<u8>,
+}
+
 fn write_message(
     txn: &mut Txn<'_>,
     id: ReceiptId,
-    mut record: MessageRecord,
-    raw: Vec<u8>,
+    prepared: Prepared,
     mut receipt: Option<evidence::Receipt>,
 ) -> Result<Ingested, ArchiveError> {
+    let Prepared {
+        mut record,
+        mut encoded,
+        blob,
+    } = prepared;
     let digests = &record.digests;
     let raw_key = keys::by_raw(&digests.raw);
     if let Some(existing) = txn.get(&raw_key)? {
@@ -256,6 +284,7 @@ fn write_message(
     while txn.contains(&keys::message(&id))? {
         id = ReceiptId::generate(record.envelope.received_at);
         record.receipt_id = id.to_string();
+        encoded = record::encode(&record)?;
         receipt = None;
     }
     let digests = &record.digests;
@@ -301,11 +330,7 @@ fn write_message(
 
     let sort_time = record.sort_time();
     txn.put(keys::by_date(sort_time, &id), Vec::new());
-    txn.put(keys::message(&id), record::encode(&record)?);
-
-    let mut blob = Vec::with_capacity(raw.len() + 1);
-    blob.push(keys::BLOB_PLAIN_V1);
-    blob.extend_from_slice(&raw);
+    txn.put(keys::message(&id), encoded);
     txn.put(keys::blob(&id), blob);
     if let Some(receipt) = receipt {
         txn.put(keys::receipt_content(&id), receipt.content);

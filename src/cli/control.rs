@@ -89,6 +89,19 @@ pub(crate) fn forward(data: &Path) -> Result<Option<i32>> {
     Ok(Some(answer.code))
 }
 
+/// Whether a daemon answers on `data`'s control socket.
+pub(crate) fn daemon_running(data: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        std::os::unix::net::UnixStream::connect(socket_path(data)).is_ok()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = data;
+        false
+    }
+}
+
 #[cfg(not(unix))]
 pub(crate) fn forward(_data: &Path) -> Result<Option<i32>> {
     Ok(None)

@@ -261,6 +261,13 @@ fn execute(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Serve(args) => serve::run(&cli.data, &options, &config, &args),
         Command::Stamp { wait } => {
+            if control::daemon_running(&cli.data) {
+                bail!(
+                    "`mailnotary serve` is running on {} and stamps pending messages itself \
+                     every batch window; `lookup` shows their status",
+                    cli.data.display()
+                );
+            }
             let archive = open()?;
             let notary = Notary::open(&cli.data, &config)?;
             if wait {

@@ -61,6 +61,8 @@ struct Transaction {
     chunks: Option<Vec<u8>>,
     /// More data arrived than the size limit; it is read and dropped.
     oversized: bool,
+    /// The size the client announced with SIZE, if any.
+    announced: usize,
 }
 
 /// Received message data, checked.
@@ -328,6 +330,7 @@ impl Session {
                     rcpt_to: Vec::new(),
                     chunks: None,
                     oversized: false,
+                    announced: from.size,
                 });
                 self.reply("250 2.1.0 sender ok");
                 Flow::Continue
@@ -588,8 +591,12 @@ impl Session {
     /// Reads message data after 354, to the line holding only ".".
     async fn read_data(&mut self) -> Result<Data, Stop> {
         let max = self.shared.settings.max_message_size;
+        // Room for the announced size, or for a typical message, so that
+        // the data is not copied over and over as it grows.
+        let announced = self.tx.as_ref().map_or(0, |tx| tx.announced);
+        let capacity = if announced > 0 { announced } else { 32 * 1024 };
         let mut data = Data {
-            bytes: Vec::new(),
+            bytes: Vec::with_capacity(capacity.min(max)),
             oversized: false,
             bad_line: None,
         };
