@@ -299,7 +299,106 @@ fn swaks_plain_and_starttls() {
             "every envelope recipient is kept, in order"
         );
         assert_eq!(m["source"]["tls"].is_string(), tls, "{m}");
+
+        // The envelope is inside the signed receipt, not only in the index.
+        let zip = dir.path().join(format!("{tag}.zip"));
+        let mid = format!("<{tag}@raw.test>");
+        let out = mailnotary(
+            &data,
+            &[
+                "export",
+                "--message-id",
+                &mid,
+                "--out",
+                zip.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let bundle = mailnotary::bundle::read(&zip).unwrap();
+        let receipt = bundle.entries[0].receipt.as_deref().unwrap();
+        let content = mailnotary::signing::unverified_content(receipt).unwrap();
+        let has = |needle: &[u8]| content.windows(needle.len()).any(|w| w == needle);
+        for needle in [
+            &b"ARCHIVE@localhost"[..],
+            b"swaks.test",
+            b"buyer@example.com",
+            b"127.0.0.1:",
+        ] {
+            assert!(
+                has(needle),
+                "{tag}: the receipt lacks {}",
+                String::from_utf8_lossy(needle)
+            );
+        }
+        assert_eq!(has(b"TLSv1.3"), tls, "{tag}: TLS in the receipt");
     }
+}
+
+#[test]
+fn starttls_with_the_configured_certificate() {
+    if !have("python3") || !have("openssl") {
+        return skip(
+            "configured STARTTLS certificate",
+            "python3 or openssl is not installed",
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("smtp.pem"), dir.path().join("smtp.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args(["-days", "2", "-subj", "/CN=mx.archive.test"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let data = dir.path().join("data");
+    let config = config_with(
+        dir.path(),
+        &format!(
+            "hostname = \"mx.archive.test\"\ntls_cert = {:?}\ntls_key = {:?}",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    );
+    let daemon = Daemon::start(&data, &["--config", config.to_str().unwrap()]);
+    let file = dir.path().join("m.eml");
+    std::fs::write(
+        &file,
+        message("configured-tls", "over the operator's certificate"),
+    )
+    .unwrap();
+    // smtplib verifies the server against the operator's certificate only.
+    let sent = common::python_json(
+        "smtp_send.py",
+        &[
+            "--port".to_string(),
+            daemon.smtp.port().to_string(),
+            "--starttls".into(),
+            "--cafile".into(),
+            cert.display().to_string(),
+            file.display().to_string(),
+        ],
+    );
+    assert_eq!(sent[0]["code"], 250, "{sent}");
+    assert_eq!(sent[0]["tls"], "TLSv1.3");
+    assert!(
+        !data.join("keys/smtp-tls.cert.pem").exists(),
+        "no certificate of its own was made"
+    );
+    let mut c = Raw::connect(daemon.smtp);
+    assert!(c.cmd("EHLO x").1.starts_with("250-mx.archive.test"));
 }
 
 #[test]

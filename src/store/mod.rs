@@ -24,6 +24,7 @@
 
 pub mod redb_backend;
 pub mod sled_backend;
+pub mod wal;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -97,6 +98,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Applies all changes atomically; returns once they are durable.
     fn commit(&self, changes: &[Change]) -> Result<(), StoreError>;
+
+    /// Finishes what is in flight before the store is dropped.
+    fn close(&self) {}
 }
 
 /// Which embedded engine to use.
@@ -190,7 +194,7 @@ impl Store {
                 wanted,
             });
         }
-        let backend: Arc<dyn Backend> = match options.backend {
+        let engine: Arc<dyn Backend> = match options.backend {
             BackendKind::Redb => Arc::new(redb_backend::RedbBackend::open(
                 &redb_path,
                 options.cache_bytes,
@@ -200,7 +204,10 @@ impl Store {
                 options.cache_bytes,
             )?),
         };
-        Ok(Store::with_backend(backend))
+        // The engine is open (and so locked against other processes)
+        // before its log is replayed.
+        let logged = wal::WalBackend::open(engine, &dir.join(wal::DIR_NAME))?;
+        Ok(Store::with_backend(Arc::new(logged)))
     }
 
     /// Wraps an already opened backend and starts its writer thread.
@@ -291,6 +298,7 @@ impl Store {
         self.jobs_tx = None;
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
+            self.backend.close();
         }
     }
 }
