@@ -981,3 +981,70 @@ fn a_full_disk_gets_451_and_writes_resume_when_space_returns() {
     assert!(daemon.log_text().contains("No space left on device"));
     drop(daemon);
 }
+
+#[test]
+fn commands_run_through_the_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config_with(dir.path(), "");
+    let daemon = Daemon::start(&data, &["--config", config.to_str().unwrap()]);
+    let run = |cwd: &Path, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mailnotary"))
+            .arg("--data")
+            .arg(&data)
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .unwrap()
+    };
+    let dispute = common::root().join("sample-mails/dispute");
+    // ingest reads the files the client names, relative to its own folder.
+    let out = run(dispute.parent().unwrap(), &["ingest", "dispute"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("ingested 9 new messages"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("the running gateway stamps them"),
+        "{}",
+        stdout(&out)
+    );
+    daemon.wait_stamped(Duration::from_secs(30));
+    // stamp is the daemon's job while it runs.
+    let out = run(dir.path(), &["stamp"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("stamps pending messages itself"),
+        "{}",
+        stderr(&out)
+    );
+    // export writes where the client asked, relative to the client.
+    let thread = "<202603161448057719204@huarui-precision.example>";
+    let out = run(
+        dir.path(),
+        &["export", "--thread", thread, "--out", "thread.zip"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("thread.zip").exists());
+    let out = run(dir.path(), &["verify", "thread.zip", "--json"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    // A lookup that finds nothing keeps its exit code and message.
+    let out = run(dir.path(), &["lookup", "--message-id", "nothing@nowhere"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no message matches"));
+    let out = run(dir.path(), &["check"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("checked 9 messages"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(daemon.stop().success());
+    // Stopped cleanly: the log was handed over and the socket removed.
+    assert_eq!(std::fs::read_dir(data.join("wal")).unwrap().count(), 0);
+    assert!(!data.join("run/control.sock").exists());
+    let out = run(dir.path(), &["lookup", "--all"]);
+    assert!(out.status.success());
+}
