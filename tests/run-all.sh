@@ -68,13 +68,19 @@ perl -MNet::SSLeay -e1 2>/dev/null || { skipped+=("swaks with STARTTLS: libio-so
 export MAILNOTARY_REQUIRE_INTEROP=$require
 
 log=$(mktemp)
+MAILNOTARY_SKIP_LOG=$(mktemp)
+export MAILNOTARY_SKIP_LOG
 cargo test --locked "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
 # One closing line for the whole run, summed over every test binary.
 summary=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "summary: %d passed, %d failed", p, f }' "$log")
-rm -f "$log"
+# Tests that skipped by themselves (a privilege missing, say) say so.
+while IFS= read -r line; do
+  skipped+=("$line")
+done < <(sort -u "$MAILNOTARY_SKIP_LOG")
+rm -f "$log" "$MAILNOTARY_SKIP_LOG"
 
 if [ ${#skipped[@]} -gt 0 ]; then
   echo
