@@ -332,6 +332,16 @@ fn swaks_plain_and_starttls() {
         }
         assert_eq!(has(b"TLSv1.3"), tls, "{tag}: TLS in the receipt");
     }
+    // The operator's log has one span per session and no message content.
+    let log = daemon.log_text();
+    assert!(
+        log.contains("session_id=") && log.contains("session opened"),
+        "{log}"
+    );
+    assert!(log.contains("message stored"), "{log}");
+    for secret in ["FOB Ningbo", "Price per unit", "swaks-tls@raw.test"] {
+        assert!(!log.contains(secret), "the log shows {secret:?}");
+    }
 }
 
 #[test]
@@ -555,6 +565,19 @@ fn protocol_edges() {
                       RCPT TO:<nobody@example.org>\r\nRCPT TO:<archive@localhost>\r\nNOOP\r\nDATA\r\n"
         .to_vec();
     c.send(&batch);
+    // The server answers the whole batch in one write once it has read
+    // it: all seven replies arrive together.
+    std::thread::sleep(Duration::from_millis(300));
+    let first_read = c.reader.fill_buf().unwrap().to_vec();
+    assert_eq!(
+        first_read
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count(),
+        7,
+        "{}",
+        String::from_utf8_lossy(&first_read)
+    );
     let codes: Vec<u16> = (0..7).map(|_| c.reply().0).collect();
     assert_eq!(codes, [250, 250, 250, 550, 250, 250, 354]);
     batch = pipelined.clone();

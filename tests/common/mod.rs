@@ -201,7 +201,7 @@ impl Daemon {
             .arg(data)
             .args(global)
             .args([
-                "-v",
+                "-vv",
                 "serve",
                 "--smtp",
                 "127.0.0.1:0",
