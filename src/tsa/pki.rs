@@ -220,6 +220,29 @@ enum Role {
     Receipts,
 }
 
+/// A builder for an end-entity certificate of `key`, valid for the leaf
+/// lifetime from now, signed by `signer` in the name of `issuer`.
+fn leaf_builder<'s>(
+    issuer: Name,
+    subject: Name,
+    key: &SigningKey,
+    signer: &'s SigningKey,
+) -> Result<CertificateBuilder<'s, SigningKey>, TsaError> {
+    CertificateBuilder::new(
+        Profile::Leaf {
+            issuer,
+            enable_key_agreement: false,
+            enable_key_encipherment: false,
+        },
+        random_serial()?,
+        Validity::from_now(YEAR * LEAF_YEARS as u32).map_err(|e| pki_error("validity", e))?,
+        subject,
+        public_key_info(key)?,
+        signer,
+    )
+    .map_err(|e| pki_error("certificate", e))
+}
+
 /// Creates a certificate for `role`, issued by `ca`.
 fn make_leaf(gateway: &str, ca: &KeyPair, role: Role) -> Result<KeyPair, TsaError> {
     let key = new_key();
@@ -228,19 +251,12 @@ fn make_leaf(gateway: &str, ca: &KeyPair, role: Role) -> Result<KeyPair, TsaErro
         Role::Receipts => "receipts",
     };
     let subject = name(&format!("CN={gateway} {what},O=mailnotary"))?;
-    let mut builder = CertificateBuilder::new(
-        Profile::Leaf {
-            issuer: ca.certificate.tbs_certificate.subject.clone(),
-            enable_key_agreement: false,
-            enable_key_encipherment: false,
-        },
-        random_serial()?,
-        Validity::from_now(YEAR * LEAF_YEARS as u32).map_err(|e| pki_error("validity", e))?,
+    let mut builder = leaf_builder(
+        ca.certificate.tbs_certificate.subject.clone(),
         subject,
-        public_key_info(&key)?,
+        &key,
         &ca.key,
-    )
-    .map_err(|e| pki_error("certificate", e))?;
+    )?;
     if let Role::Timestamping = role {
         builder
             .add_extension(&CriticalExtendedKeyUsage(ExtendedKeyUsage(vec![
@@ -284,19 +300,7 @@ pub fn smtp_tls_identity(data_dir: &Path, hostname: &str) -> Result<(PathBuf, Pa
         None => subject.clone(),
     };
     let signer = ca.as_ref().map(|ca| &ca.key).unwrap_or(&key);
-    let mut builder = CertificateBuilder::new(
-        Profile::Leaf {
-            issuer,
-            enable_key_agreement: false,
-            enable_key_encipherment: false,
-        },
-        random_serial()?,
-        Validity::from_now(YEAR * LEAF_YEARS as u32).map_err(|e| pki_error("validity", e))?,
-        subject,
-        public_key_info(&key)?,
-        signer,
-    )
-    .map_err(|e| pki_error("TLS certificate", e))?;
+    let mut builder = leaf_builder(issuer, subject, &key, signer)?;
     let mut names = vec![hostname.to_string()];
     if hostname != "localhost" {
         names.push("localhost".into());
