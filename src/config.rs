@@ -35,6 +35,93 @@ pub struct Config {
     /// The local side of `serve`: its HTTP address.
     #[serde(default)]
     pub http: HttpConfig,
+    /// IMAP accounts whose folders `serve` watches.
+    #[serde(default)]
+    pub imap: Vec<ImapConfig>,
+}
+
+/// One IMAP account watched by `serve`, read-only.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapConfig {
+    /// A short name for logs, `status` and the receipt's source.
+    pub name: String,
+    pub host: String,
+    /// Default: 993 with implicit TLS, 143 otherwise.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `implicit` (TLS from the start), `starttls`, or `none` (loopback
+    /// addresses only).
+    #[serde(default)]
+    pub tls: ImapTls,
+    pub user: String,
+    /// A file holding the password (its first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// An environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// The password itself: accepted for tests, warned about.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Folders to watch; `*` and `%` patterns are allowed (IMAP LIST).
+    #[serde(default = "default_folders")]
+    pub folders: Vec<String>,
+    /// Seconds between checks of a folder when IDLE is not used.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: u64,
+    /// Use IDLE (RFC 2177) when the server offers it and one folder is
+    /// watched.
+    #[serde(default = "default_true")]
+    pub idle: bool,
+    /// CA certificates (PEM) to trust for this server instead of the
+    /// public roots (a private CA, say).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Messages fetched per request during a sync.
+    #[serde(default = "default_fetch_chunk")]
+    pub fetch_chunk: usize,
+}
+
+/// How the IMAP connection is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapTls {
+    #[default]
+    Implicit,
+    Starttls,
+    None,
+}
+
+fn default_folders() -> Vec<String> {
+    vec!["INBOX".into()]
+}
+fn default_poll_interval() -> u64 {
+    60
+}
+fn default_fetch_chunk() -> usize {
+    100
+}
+
+/// The password never reaches logs or error messages.
+impl std::fmt::Debug for ImapConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapConfig")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("user", &self.user)
+            .field("password_file", &self.password_file)
+            .field("password_env", &self.password_env)
+            .field("password", &self.password.as_ref().map(|_| "(set)"))
+            .field("folders", &self.folders)
+            .field("poll_interval", &self.poll_interval)
+            .field("idle", &self.idle)
+            .field("ca_file", &self.ca_file)
+            .field("fetch_chunk", &self.fetch_chunk)
+            .finish()
+    }
 }
 
 /// The SMTP listener: where it listens, whom it accepts mail for, and its
@@ -408,5 +495,28 @@ mod tests {
             format!("{:?}", StampingConfig::default())
         );
         assert_eq!(config.store.cache_mib, StoreConfig::default().cache_mib);
+    }
+
+    /// The example's commented `[[imap]]` table, once uncommented (its
+    /// alternatives stay commented twice), is a valid account with the
+    /// defaults it states.
+    #[test]
+    fn the_example_imap_account_parses() {
+        let example = include_str!("../mailnotary.example.toml");
+        let start = example.find("# [[imap]]").unwrap();
+        let table: String = example[start..]
+            .lines()
+            .filter(|l| l.starts_with("# ") && !l.starts_with("# # "))
+            .map(|l| &l[2..])
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config: Config = toml::from_str(&table).unwrap_or_else(|e| panic!("{e}\n{table}"));
+        let imap = &config.imap[0];
+        assert_eq!(imap.name, "sales-sent");
+        assert_eq!(imap.tls, ImapTls::Implicit);
+        assert_eq!(imap.folders, ["INBOX", "Sent*"]);
+        assert_eq!(imap.poll_interval, default_poll_interval());
+        assert_eq!(imap.fetch_chunk, default_fetch_chunk());
+        assert!(imap.idle);
     }
 }

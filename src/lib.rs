@@ -41,6 +41,7 @@ pub mod envelope;
 pub mod ers;
 pub mod hashtree;
 pub mod id;
+pub mod imap;
 pub mod net;
 pub mod receipt;
 pub mod signing;

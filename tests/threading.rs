@@ -16,60 +16,14 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{python_json, root, shared_corpus, skip};
+use common::{Dovecot, python_json, root, shared_corpus, skip};
 use mailnotary::archive::{Archive, Ingested};
 use mailnotary::envelope::{Envelope, Source};
 use mailnotary::source::{Found, walk};
 use mailnotary::store::StoreOptions;
 
 type Partition = BTreeSet<BTreeSet<usize>>;
-
-/// A private Dovecot, stopped when dropped.
-struct Dovecot {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Dovecot {
-    fn start() -> Result<Dovecot, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("mailnotary-dovecot-")
-            .tempdir_in("/tmp")
-            .map_err(|e| e.to_string())?;
-        let script = root().join("tests/support/dovecot.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg("start")
-            .arg(dir.path())
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!(
-                "dovecot.sh start failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let port = std::fs::read_to_string(dir.path().join("port"))
-            .map_err(|e| e.to_string())?
-            .trim()
-            .parse()
-            .map_err(|e| format!("port file: {e}"))?;
-        Ok(Dovecot { dir, port })
-    }
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(root().join("tests/support/dovecot.sh"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
-    }
-}
 
 fn dovecot_partitions(dovecot: &Dovecot, files: &[PathBuf]) -> BTreeMap<String, Partition> {
     let port = dovecot.port.to_string();

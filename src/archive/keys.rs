@@ -56,6 +56,10 @@ pub const BATCH: u8 = 0x70;
 /// batch number (u64) → the batch root's TimeStampToken (DER).
 pub const BATCH_TOKEN: u8 = 0x71;
 
+/// IMAP checkpoints: account name, 0x00, folder name -> version byte,
+/// UIDVALIDITY (u32) and the highest UID stored (u32), big-endian.
+pub const IMAP_CHECKPOINT: u8 = 0x80;
+
 /// Version byte of every JSON value written by this release.
 pub const VALUE_V1: u8 = 1;
 /// Version byte of a blob holding the raw bytes unencrypted.
@@ -187,6 +191,38 @@ pub fn read_u64(bytes: &[u8]) -> Option<u64> {
 /// The receipt id at the end of a key.
 pub fn trailing_receipt_id(key: &[u8]) -> Option<ReceiptId> {
     ReceiptId::from_slice(key.get(key.len().checked_sub(16)?..)?)
+}
+
+/// The checkpoint key of `folder` in IMAP account `account`.
+pub fn imap_checkpoint(account: &str, folder: &str) -> Vec<u8> {
+    key(
+        IMAP_CHECKPOINT,
+        &[account.as_bytes(), &[0], folder.as_bytes()],
+    )
+}
+
+/// A checkpoint's key and value.
+pub fn checkpoint_entry(
+    account: &str,
+    folder: &str,
+    uid_validity: u32,
+    uid: u32,
+) -> (Vec<u8>, Vec<u8>) {
+    let mut value = vec![VALUE_V1];
+    value.extend_from_slice(&uid_validity.to_be_bytes());
+    value.extend_from_slice(&uid.to_be_bytes());
+    (imap_checkpoint(account, folder), value)
+}
+
+/// Reads a checkpoint value: (UIDVALIDITY, UID).
+pub fn read_checkpoint(value: &[u8]) -> Option<(u32, u32)> {
+    match value {
+        [VALUE_V1, v @ ..] if v.len() == 8 => Some((
+            u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+            u32::from_be_bytes([v[4], v[5], v[6], v[7]]),
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

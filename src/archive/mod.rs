@@ -137,6 +137,19 @@ impl Archive {
         raw: Vec<u8>,
         analysis: Analysis,
     ) -> Result<Ingested, ArchiveError> {
+        self.ingest_with(envelope, raw, analysis, Vec::new())
+    }
+
+    /// Stores `raw` as [`Archive::ingest`] does, and puts `also` (a
+    /// source's own bookkeeping, such as an IMAP checkpoint) in the same
+    /// durable write, whether the bytes are new or a sighting.
+    pub fn ingest_with(
+        &self,
+        envelope: Envelope,
+        raw: Vec<u8>,
+        analysis: Analysis,
+        also: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Ingested, ArchiveError> {
         let id = ReceiptId::generate(envelope.received_at);
         let record = MessageRecord {
             receipt_id: id.to_string(),
@@ -168,6 +181,9 @@ impl Archive {
         blob.extend_from_slice(&raw);
         drop(raw);
         self.store.write(move |txn| {
+            for (key, value) in also {
+                txn.put(key, value);
+            }
             write_message(
                 txn,
                 id,
@@ -179,6 +195,59 @@ impl Archive {
                 receipt,
             )
         })
+    }
+
+    /// The checkpoint of an IMAP folder: its UIDVALIDITY and the highest
+    /// UID stored from it.
+    pub fn imap_checkpoint(
+        &self,
+        account: &str,
+        folder: &str,
+    ) -> Result<Option<(u32, u32)>, ArchiveError> {
+        Ok(self
+            .store
+            .get(&keys::imap_checkpoint(account, folder))?
+            .as_deref()
+            .and_then(keys::read_checkpoint))
+    }
+
+    /// Every IMAP checkpoint: account, folder, UIDVALIDITY, last UID.
+    pub fn imap_checkpoints(&self) -> Result<Vec<serde_json::Value>, ArchiveError> {
+        let mut out = Vec::new();
+        self.store
+            .scan_prefix(&[keys::IMAP_CHECKPOINT], &mut |key, value| {
+                let rest = &key[1..];
+                if let (Some(split), Some((validity, uid))) = (
+                    rest.iter().position(|&b| b == 0),
+                    keys::read_checkpoint(value),
+                ) {
+                    out.push(serde_json::json!({
+                        "account": String::from_utf8_lossy(&rest[..split]),
+                        "folder": String::from_utf8_lossy(&rest[split + 1..]),
+                        "uid_validity": validity,
+                        "last_uid": uid,
+                    }));
+                }
+                true
+            })?;
+        Ok(out)
+    }
+
+    /// Records an IMAP folder's checkpoint on its own (a folder seen with
+    /// a new UIDVALIDITY, before anything of it is stored).
+    pub fn set_imap_checkpoint(
+        &self,
+        account: &str,
+        folder: &str,
+        uid_validity: u32,
+        uid: u32,
+    ) -> Result<(), ArchiveError> {
+        let (key, value) = keys::checkpoint_entry(account, folder, uid_validity, uid);
+        self.store.write(move |txn| -> Result<(), StoreError> {
+            txn.put(key, value);
+            Ok(())
+        })?;
+        Ok(())
     }
 
     /// The record of the message with receipt id `id`.

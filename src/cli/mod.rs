@@ -109,6 +109,13 @@ enum Command {
         #[command(subcommand)]
         command: TsaCommand,
     },
+    /// Show what the running gateway is doing: pending messages, SMTP
+    /// counters, and each IMAP account's state and folder checkpoints.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the digests of a message file without storing it.
     Digest {
         /// The message file (.eml).
@@ -310,6 +317,7 @@ impl Command {
             Command::Export(_) => "export",
             Command::Tsa { .. } => "tsa",
             Command::Digest { .. } => "digest",
+            Command::Status { .. } => "status",
         }
     }
 
@@ -319,6 +327,7 @@ impl Command {
         matches!(
             self,
             Command::Ingest { .. }
+                | Command::Status { .. }
                 | Command::Lookup(_)
                 | Command::Check
                 | Command::Verify(_)
@@ -360,6 +369,19 @@ fn run_on_archive(
                     ingest(&archive, Some(&notary), &paths, output)
                 }
             }
+        }
+        Command::Status { json } => {
+            // Reached only without a daemon: say so, with what the store
+            // knows by itself.
+            let archive = open()?;
+            let status = json!({
+                "running": false,
+                "data": data.display().to_string(),
+                "pending": archive.pending_count()?,
+                "imap_checkpoints": archive.imap_checkpoints()?,
+            });
+            print_status(output.out, &status, json)?;
+            Ok(0)
         }
         Command::Lookup(args) => lookup(&*open()?, &args, output),
         Command::Check => check(&*open()?, data, config, output),
@@ -674,6 +696,69 @@ fn ingest(
     } else {
         0
     })
+}
+
+/// Prints `status` (from the daemon or from the store alone).
+pub(crate) fn print_status(
+    mut out: &mut dyn Write,
+    status: &serde_json::Value,
+    as_json: bool,
+) -> Result<()> {
+    if as_json {
+        serde_json::to_writer_pretty(&mut out, status)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let data = status["data"].as_str().unwrap_or("");
+    if status["running"] == true {
+        writeln!(out, "mailnotary serve is running on {data}")?;
+    } else {
+        writeln!(out, "mailnotary serve is not running on {data}")?;
+    }
+    writeln!(
+        out,
+        "pending: {} message(s) waiting for their timestamp",
+        status["pending"]
+    )?;
+    if let Some(smtp) = status.get("smtp") {
+        writeln!(
+            out,
+            "smtp: {} session(s), {} message(s) accepted, {} refused by the store",
+            smtp["sessions"], smtp["accepted"], smtp["rejected"]
+        )?;
+    }
+    for (name, account) in status["imap"].as_object().into_iter().flatten() {
+        writeln!(
+            out,
+            "imap {name} ({}): {}{}; {} stored, {} recognized as sightings",
+            account["server"].as_str().unwrap_or(""),
+            account["state"].as_str().unwrap_or(""),
+            match account["error"].as_str() {
+                Some(e) => format!(" after {} failure(s), last: {e}", account["failures"]),
+                None => String::new(),
+            },
+            account["stored"],
+            account["sightings"],
+        )?;
+        for (folder, f) in account["folders"].as_object().into_iter().flatten() {
+            writeln!(
+                out,
+                "  {folder}: UIDVALIDITY {}, last UID stored {}, {} to fetch",
+                f["uid_validity"], f["last_uid"], f["to_fetch"]
+            )?;
+        }
+    }
+    for c in status["imap_checkpoints"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "imap {} {}: UIDVALIDITY {}, last UID stored {}",
+            c["account"].as_str().unwrap_or(""),
+            c["folder"].as_str().unwrap_or(""),
+            c["uid_validity"],
+            c["last_uid"]
+        )?;
+    }
+    Ok(())
 }
 
 fn plural(n: u64) -> &'static str {

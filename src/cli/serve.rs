@@ -23,7 +23,32 @@ use mailnotary::config::Config;
 use mailnotary::smtp::{self, Settings, Shared};
 use mailnotary::store::StoreOptions;
 
-use super::{Cli, Notary, Output, control, run_on_archive};
+use super::{Cli, Command, Notary, Output, control, run_on_archive};
+
+/// What the daemon shows of itself: to `status` and `/healthz`.
+pub(crate) struct Daemon {
+    smtp: Arc<Shared>,
+    imap: Arc<mailnotary::imap::Board>,
+    data: std::path::PathBuf,
+}
+
+impl Daemon {
+    /// The daemon's state as JSON (blocking: it counts pending messages).
+    fn status(&self, archive: &Archive) -> Result<serde_json::Value> {
+        let c = &self.smtp.counters;
+        Ok(serde_json::json!({
+            "running": true,
+            "data": self.data.display().to_string(),
+            "pending": archive.pending_count()?,
+            "smtp": {
+                "sessions": c.sessions.load(Ordering::Relaxed),
+                "accepted": c.accepted.load(Ordering::Relaxed),
+                "rejected": c.rejected.load(Ordering::Relaxed),
+            },
+            "imap": self.imap.snapshot(),
+        }))
+    }
+}
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
@@ -43,6 +68,13 @@ pub(crate) fn run(
 ) -> Result<i32> {
     let hostname = config.smtp.hostname.clone().unwrap_or_else(system_hostname);
     let settings = Settings::from_config(&config.smtp, &hostname).map_err(anyhow::Error::msg)?;
+    let accounts = config
+        .imap
+        .iter()
+        .map(mailnotary::imap::Account::from_config)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let board = Arc::new(mailnotary::imap::Board::default());
     let archive = Arc::new(
         Archive::open(data, options)
             .with_context(|| format!("cannot open the archive in {}", data.display()))?,
@@ -104,19 +136,37 @@ pub(crate) fn run(
         });
         let smtp_local = smtp_listener.local_addr()?;
         let http_local = http_listener.local_addr()?;
+        let daemon = Arc::new(Daemon {
+            smtp: Arc::clone(&shared),
+            imap: Arc::clone(&board),
+            data: data.to_path_buf(),
+        });
         let smtp_task = tokio::spawn(smtp::serve(Arc::clone(&shared), smtp_listener));
         let http_task = tokio::spawn(health::serve(
             http_listener,
-            Arc::clone(&shared),
+            Arc::clone(&daemon),
             stop_rx.clone(),
         ));
+        let imap_tasks: Vec<_> = accounts
+            .iter()
+            .map(|account| {
+                tokio::spawn(mailnotary::imap::watch(
+                    account.clone(),
+                    Arc::clone(&archive),
+                    Arc::clone(&board),
+                    stop_rx.clone(),
+                ))
+            })
+            .collect();
         #[cfg(unix)]
         let control_task = {
             let data = data.to_path_buf();
             let config = config.clone();
             let archive = Arc::clone(&archive);
-            let run: Arc<control::Runner> =
-                Arc::new(move |argv, cwd| run_for_client(argv, &cwd, &data, &config, &archive));
+            let daemon = Arc::clone(&daemon);
+            let run: Arc<control::Runner> = Arc::new(move |argv, cwd| {
+                run_for_client(argv, &cwd, &data, &config, &archive, &daemon)
+            });
             tokio::spawn(control::serve(control_listener, stop_rx.clone(), run))
         };
         {
@@ -134,6 +184,15 @@ pub(crate) fn run(
                 }
             )?;
             writeln!(out, "http: listening on http://{http_local}/healthz")?;
+            for account in &accounts {
+                writeln!(
+                    out,
+                    "imap: watching {} at {} (folders {}), read-only",
+                    account.name,
+                    account.server(),
+                    account.folders.join(", ")
+                )?;
+            }
             writeln!(
                 out,
                 "control: {} (lookup, verify, export, check and ingest run through it)",
@@ -146,6 +205,9 @@ pub(crate) fn run(
         tracing::info!("stopping");
         let _ = stop_tx.send(true);
         let _ = smtp_task.await;
+        for task in imap_tasks {
+            let _ = task.await;
+        }
         let _ = http_task.await;
         #[cfg(unix)]
         let _ = control_task.await;
@@ -205,6 +267,7 @@ fn run_for_client(
     data: &Path,
     config: &Config,
     archive: &Arc<Archive>,
+    daemon: &Daemon,
 ) -> (i32, Vec<u8>, Vec<u8>) {
     use clap::Parser;
     let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -217,6 +280,22 @@ fn run_for_client(
         Ok(cli) if !cli.command.goes_through_daemon() => {
             err.extend_from_slice(b"error: the daemon runs only commands that use the store\n");
             2
+        }
+        Ok(cli) if matches!(cli.command, Command::Status { .. }) => {
+            let Command::Status { json } = cli.command else {
+                unreachable!("matched above")
+            };
+            match daemon.status(archive).and_then(|status| {
+                super::print_status(&mut out, &status, json)?;
+                Ok(())
+            }) {
+                Ok(()) => 0,
+                Err(e) => {
+                    use std::io::Write;
+                    let _ = writeln!(err, "error: {e:#}");
+                    2
+                }
+            }
         }
         Ok(mut cli) => {
             tracing::info!(command = cli.command.name(), "control request");
@@ -252,23 +331,22 @@ fn system_hostname() -> String {
 /// The HTTP side until the API: `/healthz`.
 mod health {
     use std::sync::Arc;
-    use std::sync::atomic::Ordering;
 
     use axum::Router;
     use axum::extract::State;
     use axum::response::IntoResponse;
     use axum::routing::get;
 
-    use mailnotary::smtp::Shared;
+    use super::Daemon;
 
     pub(super) async fn serve(
         listener: tokio::net::TcpListener,
-        shared: Arc<Shared>,
+        daemon: Arc<Daemon>,
         mut stopping: tokio::sync::watch::Receiver<bool>,
     ) {
         let app = Router::new()
             .route("/healthz", get(healthz))
-            .with_state(shared);
+            .with_state(daemon);
         let shutdown = async move {
             let _ = stopping.wait_for(|s| *s).await;
         };
@@ -280,29 +358,24 @@ mod health {
         }
     }
 
-    async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-        let archive = Arc::clone(&shared.archive);
-        let pending = tokio::task::spawn_blocking(move || archive.pending_count())
+    async fn healthz(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
+        let task = Arc::clone(&daemon);
+        let status = tokio::task::spawn_blocking(move || task.status(&task.smtp.archive))
             .await
             .ok()
             .and_then(Result::ok);
-        let c = &shared.counters;
-        let body = serde_json::json!({
-            "status": if pending.is_some() { "ok" } else { "store error" },
-            "pending": pending,
-            "smtp": {
-                "sessions": c.sessions.load(Ordering::Relaxed),
-                "accepted": c.accepted.load(Ordering::Relaxed),
-                "rejected": c.rejected.load(Ordering::Relaxed),
-            },
-        });
-        let status = if pending.is_some() {
-            axum::http::StatusCode::OK
-        } else {
-            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        let (code, body) = match status {
+            Some(mut body) => {
+                body["status"] = "ok".into();
+                (axum::http::StatusCode::OK, body)
+            }
+            None => (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({ "status": "store error" }),
+            ),
         };
         (
-            status,
+            code,
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             body.to_string(),
         )

@@ -312,3 +312,107 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// A private Dovecot (tests/support/dovecot.sh) on a free loopback port,
+/// with one user, tester / secret; stopped when dropped.
+pub struct Dovecot {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    /// The implicit-TLS port, when started with [`Dovecot::start_tls`].
+    pub imaps_port: Option<u16>,
+    tls: bool,
+}
+
+impl Dovecot {
+    pub fn start() -> Result<Dovecot, String> {
+        Dovecot::start_with(false)
+    }
+
+    /// Also offers STARTTLS on `port` and implicit TLS on `imaps_port`,
+    /// with a certificate for 127.0.0.1 from the CA in [`Dovecot::ca`].
+    pub fn start_tls() -> Result<Dovecot, String> {
+        Dovecot::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<Dovecot, String> {
+        // Under /tmp: Dovecot's unprivileged processes must be able to
+        // traverse every parent folder.
+        let dir = tempfile::Builder::new()
+            .prefix("mailnotary-dovecot-")
+            .tempdir_in("/tmp")
+            .map_err(|e| e.to_string())?;
+        let mut dovecot = Dovecot {
+            dir,
+            port: 0,
+            imaps_port: None,
+            tls,
+        };
+        dovecot.run("start", None)?;
+        let port = |file: &str| -> Result<u16, String> {
+            std::fs::read_to_string(dovecot.dir.path().join(file))
+                .map_err(|e| format!("{file}: {e}"))?
+                .trim()
+                .parse()
+                .map_err(|e| format!("{file}: {e}"))
+        };
+        dovecot.port = port("port")?;
+        if tls {
+            dovecot.imaps_port = Some(port("imaps-port")?);
+        }
+        Ok(dovecot)
+    }
+
+    /// The CA certificate (PEM) of a TLS instance's server certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("tls/ca.pem")
+    }
+
+    fn run(&self, what: &str, port: Option<u16>) -> Result<(), String> {
+        let mut cmd = Command::new("bash");
+        cmd.arg(root().join("tests/support/dovecot.sh"))
+            .arg(what)
+            .arg(self.dir.path())
+            .stdin(std::process::Stdio::null());
+        if let Some(port) = port {
+            cmd.env("PORT", port.to_string());
+        }
+        if self.tls {
+            cmd.env("TLS", "1");
+            if let Some(port) = self.imaps_port {
+                cmd.env("IMAPS_PORT", port.to_string());
+            }
+        }
+        let out = cmd.output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "dovecot.sh {what} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stops the server (its mail stays).
+    pub fn stop(&self) {
+        self.run("stop", None).unwrap();
+    }
+
+    /// Starts it again on the same port with the same mail.
+    pub fn restart(&self) {
+        self.run("start", Some(self.port)).unwrap();
+    }
+
+    /// Runs tests/support/imap_tool.py against this server.
+    pub fn tool(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--port".to_string(), self.port.to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        python_json("imap_tool.py", &all)
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = self.run("stop", None);
+    }
+}

@@ -11,7 +11,13 @@
 # (override with DOVECOT_USER / DOVECOT_PASSWORD); mail is stored as
 # nobody:nogroup because Dovecot refuses to run mail processes as root.
 #
-# Needs the Debian packages dovecot-imapd (pulls in dovecot-core) and python3.
+# With TLS=1 it also offers STARTTLS on that port and implicit TLS on a
+# second one (DIR/imaps-port, or $IMAPS_PORT), with a certificate for
+# 127.0.0.1 and localhost issued by a throw-away CA (DIR/tls/ca.pem) that
+# openssl makes on the first start.
+#
+# Needs the Debian packages dovecot-imapd (pulls in dovecot-core) and python3,
+# and openssl for TLS=1.
 set -euo pipefail
 
 usage() {
@@ -83,6 +89,34 @@ sys.exit(1)
 EOF
 }
 
+free_port() {
+    "$PYTHON" -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+
+# A CA and a server certificate for 127.0.0.1 and localhost, made once.
+make_certificates() {
+    local t="$dir/tls"
+    [ -s "$t/server.pem" ] && return 0
+    mkdir -p "$t"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=mailnotary test IMAP CA" -keyout "$t/ca.key" -out "$t/ca.pem" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+        >/dev/null 2>&1 || die "openssl could not make the test CA"
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -subj "/CN=localhost" -keyout "$t/server.key" -out "$t/server.csr" \
+        >/dev/null 2>&1 || die "openssl could not make the server key"
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$t/ext"
+    openssl x509 -req -in "$t/server.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" \
+        -CAcreateserial -days 2 -extfile "$t/ext" -out "$t/server.pem" \
+        >/dev/null 2>&1 || die "openssl could not issue the server certificate"
+    chmod 0644 "$t/ca.pem" "$t/server.pem"
+    chmod 0600 "$t/server.key" "$t/ca.key"
+}
+
 start() {
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd -P)
@@ -93,16 +127,21 @@ start() {
     chmod 0755 "$dir"
 
     local port=${PORT:-}
-    if [ -z "$port" ]; then
-        port=$("$PYTHON" -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()')
-    fi
+    [ -n "$port" ] || port=$(free_port)
     case $port in
         '' | *[!0-9]*) die "bad port '$port'" ;;
     esac
+
+    # TLS: STARTTLS on the IMAP port, implicit TLS on a second one.
+    local ssl="ssl = no" imaps_port=0
+    if [ "${TLS:-0}" = 1 ]; then
+        make_certificates
+        imaps_port=${IMAPS_PORT:-}
+        [ -n "$imaps_port" ] || imaps_port=$(free_port)
+        ssl="ssl = yes
+ssl_cert = <$dir/tls/server.pem
+ssl_key = <$dir/tls/server.key"
+    fi
 
     local conf="$dir/dovecot.conf"
     rm -rf "$dir/run"
@@ -130,7 +169,7 @@ debug_log_path = $dir/dovecot.log
 
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+$ssl
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 login_trusted_networks = 127.0.0.0/8
@@ -162,7 +201,8 @@ service imap-login {
     port = $port
   }
   inet_listener imaps {
-    port = 0
+    address = 127.0.0.1
+    port = $imaps_port
   }
 }
 EOF
@@ -181,6 +221,9 @@ $(tail -n 20 "$dir/dovecot.stdout" "$dir/dovecot.log" 2>/dev/null)"
 $log"
     fi
     echo "$port" >"$dir/port"
+    if [ "$imaps_port" != 0 ]; then
+        echo "$imaps_port" >"$dir/imaps-port"
+    fi
     echo "$port"
 }
 
