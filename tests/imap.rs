@@ -425,6 +425,14 @@ fn the_same_message_by_smtp_and_imap_is_stored_once() {
         messages[0]["sightings"], 1,
         "the IMAP arrival is its sighting"
     );
+    // Both arrivals are on record, each with its own source.
+    let seen = messages[0]["seen"].as_array().unwrap();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0]["source"]["kind"], "smtp");
+    assert_eq!(seen[0]["source"]["rcpt_to"][0], "archive@localhost");
+    assert_eq!(seen[1]["source"]["kind"], "imap");
+    assert_eq!(seen[1]["source"]["folder"], "INBOX");
+    assert_eq!(seen[1]["source"]["uid"], 1);
 }
 
 #[test]

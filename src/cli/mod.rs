@@ -886,7 +886,12 @@ fn message_json(archive: &Archive, r: &MessageRecord) -> Result<serde_json::Valu
     let pending = archive.is_pending(&id)?;
     let evidence = archive.evidence(&id)?;
     let thread = archive.thread_of(r)?;
-    let sightings = archive.sightings(&id)?.len();
+    let sightings = archive.sightings(&id)?;
+    // Every arrival of these bytes, the first one included.
+    let seen: Vec<_> = std::iter::once(&r.envelope)
+        .chain(sightings.iter().map(|s| &s.envelope))
+        .map(|e| json!({ "received_at": millis_rfc3339(e.received_at), "source": e.source }))
+        .collect();
     let m = &r.metadata;
     Ok(json!({
         "receipt_id": r.receipt_id,
@@ -912,7 +917,8 @@ fn message_json(archive: &Archive, r: &MessageRecord) -> Result<serde_json::Valu
         "size": r.size,
         "mode": r.mode.name(),
         "anomalies": r.anomalies,
-        "sightings": sightings,
+        "sightings": sightings.len(),
+        "seen": seen,
     }))
 }
 
