@@ -293,16 +293,24 @@ fn verify_against_a_bundle_or_a_receipt_names_each_failure() {
         .iter()
         .find(|m| m["raw_sha256"] == raw_05.as_str())
         .unwrap();
-    let other = messages
-        .iter()
-        .find(|m| m["raw_sha256"] != raw_05.as_str())
-        .unwrap();
     let file = |m: &serde_json::Value, key: &str| {
         dir.join(m[key].as_str().unwrap())
             .to_str()
             .unwrap()
             .to_string()
     };
+    // Another message whose evidence record does not hold this receipt's
+    // leaf: a sibling's record lists both leaves of their pair, and so
+    // proves this receipt too, as RFC 4998 means it to.
+    let own_leaf = Sha256::digest(std::fs::read(file(own, "receipt_content")).unwrap());
+    let other = messages
+        .iter()
+        .filter(|m| m["raw_sha256"] != raw_05.as_str())
+        .find(|m| {
+            let ers = std::fs::read(file(m, "evidence")).unwrap();
+            !ers.windows(32).any(|w| w == own_leaf.as_slice())
+        })
+        .unwrap();
     let by_hand = |receipt: &str, evidence: &str| {
         mailnotary(
             &nowhere,
