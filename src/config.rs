@@ -38,6 +38,107 @@ pub struct Config {
     /// IMAP accounts whose folders `serve` watches.
     #[serde(default)]
     pub imap: Vec<ImapConfig>,
+    /// Which policy decides what is kept.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Encryption at rest and retention.
+    #[serde(default)]
+    pub archive: ArchiveConfig,
+    /// The smarthost that receipt notifications go through.
+    #[serde(default)]
+    pub notify: Option<NotifyConfig>,
+}
+
+/// The policy in force.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// A folder of policy files; without it, the built-in default
+    /// (the shipped `policies/default.toml`). `--policy-dir` overrides.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+}
+
+/// The archive key and the purging of expired messages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// The key that seals stored messages; default `keys/archive.key` in
+    /// the data directory. Created (0600) when the store has none.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// How often `serve` purges messages whose retention has ended, in
+    /// seconds.
+    #[serde(default = "default_purge_interval")]
+    pub purge_interval_secs: u64,
+}
+
+fn default_purge_interval() -> u64 {
+    3600
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            key_file: None,
+            purge_interval_secs: default_purge_interval(),
+        }
+    }
+}
+
+/// The SMTP server that notifications are sent through.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub host: String,
+    /// Default: 465 with implicit TLS, 587 with STARTTLS, 25 without TLS.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `starttls` (the default), `implicit`, or `none` (loopback only).
+    #[serde(default = "default_notify_tls")]
+    pub tls: TlsMode,
+    /// The envelope and header sender of notifications.
+    pub from: String,
+    /// SMTP AUTH user and password (`env:NAME` reads a variable).
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// CA certificates (PEM) to trust instead of the public roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Seconds to wait for the smarthost.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Seconds before the first new attempt after a failure; the wait
+    /// doubles with each failure, up to an hour.
+    #[serde(default = "default_retry_secs")]
+    pub retry_secs: u64,
+}
+
+fn default_retry_secs() -> u64 {
+    30
+}
+
+fn default_notify_tls() -> TlsMode {
+    TlsMode::Starttls
+}
+
+/// The password never reaches logs.
+impl std::fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("from", &self.from)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "(set)"))
+            .field("ca_file", &self.ca_file)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("retry_secs", &self.retry_secs)
+            .finish()
+    }
 }
 
 /// One IMAP account watched by `serve`, read-only.
@@ -53,7 +154,7 @@ pub struct ImapConfig {
     /// `implicit` (TLS from the start), `starttls`, or `none` (loopback
     /// addresses only).
     #[serde(default)]
-    pub tls: ImapTls,
+    pub tls: TlsMode,
     pub user: String,
     /// A file holding the password (its first line).
     #[serde(default)]
@@ -83,10 +184,11 @@ pub struct ImapConfig {
     pub fetch_chunk: usize,
 }
 
-/// How the IMAP connection is protected.
+/// How a client connection (to an IMAP server, to the notification
+/// smarthost) is protected.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ImapTls {
+pub enum TlsMode {
     #[default]
     Implicit,
     Starttls,
@@ -437,6 +539,16 @@ impl Default for StoreConfig {
     }
 }
 
+/// Reads `env:NAME` from the environment, or takes the value as it is;
+/// `what` names the setting in the error.
+pub fn secret(value: &str, what: &str) -> Result<String, String> {
+    match value.strip_prefix("env:") {
+        Some(name) => std::env::var(name)
+            .map_err(|_| format!("{what}: the environment variable {name} is not set")),
+        None => Ok(value.to_owned()),
+    }
+}
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -495,6 +607,11 @@ mod tests {
             format!("{:?}", StampingConfig::default())
         );
         assert_eq!(config.store.cache_mib, StoreConfig::default().cache_mib);
+        assert_eq!(
+            config.archive.purge_interval_secs,
+            ArchiveConfig::default().purge_interval_secs
+        );
+        assert!(config.policy.dir.is_none() && config.notify.is_none());
     }
 
     /// The example's commented `[[imap]]` table, once uncommented (its
@@ -502,21 +619,40 @@ mod tests {
     /// defaults it states.
     #[test]
     fn the_example_imap_account_parses() {
-        let example = include_str!("../mailnotary.example.toml");
-        let start = example.find("# [[imap]]").unwrap();
-        let table: String = example[start..]
-            .lines()
-            .filter(|l| l.starts_with("# ") && !l.starts_with("# # "))
-            .map(|l| &l[2..])
-            .collect::<Vec<_>>()
-            .join("\n");
-        let config: Config = toml::from_str(&table).unwrap_or_else(|e| panic!("{e}\n{table}"));
+        let config = uncommented_example("# [[imap]]");
         let imap = &config.imap[0];
         assert_eq!(imap.name, "sales-sent");
-        assert_eq!(imap.tls, ImapTls::Implicit);
+        assert_eq!(imap.tls, TlsMode::Implicit);
         assert_eq!(imap.folders, ["INBOX", "Sent*"]);
         assert_eq!(imap.poll_interval, default_poll_interval());
         assert_eq!(imap.fetch_chunk, default_fetch_chunk());
         assert!(imap.idle);
+    }
+
+    /// The example's commented table that starts at `marker`, up to the
+    /// next blank line, uncommented (its alternatives, commented twice,
+    /// stay out) and parsed.
+    fn uncommented_example(marker: &str) -> Config {
+        let example = include_str!("../mailnotary.example.toml");
+        let start = example.find(marker).unwrap();
+        let table: String = example[start..]
+            .lines()
+            .take_while(|l| !l.trim().is_empty())
+            .filter(|l| l.starts_with("# ") && !l.starts_with("# # "))
+            .map(|l| &l[2..])
+            .collect::<Vec<_>>()
+            .join("\n");
+        toml::from_str(&table).unwrap_or_else(|e| panic!("{e}\n{table}"))
+    }
+
+    /// The same for the `[notify]` smarthost.
+    #[test]
+    fn the_example_smarthost_parses() {
+        let config = uncommented_example("# [notify]");
+        let notify = config.notify.unwrap();
+        assert_eq!(notify.tls, default_notify_tls());
+        assert_eq!(notify.timeout_secs, default_timeout_secs());
+        assert_eq!(notify.retry_secs, default_retry_secs());
+        assert_eq!(notify.port, None);
     }
 }

@@ -43,6 +43,8 @@ pub mod hashtree;
 pub mod id;
 pub mod imap;
 pub mod net;
+pub mod notify;
+pub mod policy;
 pub mod receipt;
 pub mod signing;
 pub mod smtp;

@@ -273,7 +273,7 @@ impl Archive {
         let raw = match self.raw(&id) {
             Ok(Some(raw)) => raw,
             Ok(None) => {
-                if r.mode == super::Mode::Archive {
+                if r.mode == super::Mode::Archive && self.purged(&id)?.is_none() {
                     problem("archive-mode message has no stored bytes".into());
                 }
                 return Ok(());

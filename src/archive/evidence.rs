@@ -45,6 +45,11 @@ pub trait Stamper {
     fn stamp_all(&self, digest: &Hash) -> Result<Vec<(String, Vec<u8>)>, String> {
         Ok(vec![(self.name(), self.stamp(digest)?)])
     }
+    /// The stamper for messages whose policy rule chose the TSAs `tsas`,
+    /// when it is another one than this; `None` stamps them here.
+    fn for_tsas(&self, _tsas: &[String]) -> Option<&dyn Stamper> {
+        None
+    }
 }
 
 impl Stamper for crate::tsa::Tsa {
@@ -117,16 +122,32 @@ impl Archive {
         stamper: &dyn Stamper,
         max: usize,
     ) -> Result<Option<BatchSummary>, ArchiveError> {
+        // A batch holds messages of one TSA choice: the first pending
+        // message's, and every other pending message with the same one.
         let mut ids = Vec::new();
-        self.store().scan_prefix(&[keys::PENDING], &mut |k, _| {
-            if let Some(id) = ReceiptId::from_slice(&k[1..]) {
-                ids.push(id);
+        let mut group: Option<Vec<String>> = None;
+        self.store().scan_prefix(&[keys::PENDING], &mut |k, v| {
+            let tsas = pending_tsas(v);
+            let Some(id) = ReceiptId::from_slice(&k[1..]) else {
+                return true;
+            };
+            match &group {
+                None => {
+                    group = Some(tsas);
+                    ids.push(id);
+                }
+                Some(g) if *g == tsas => ids.push(id),
+                Some(_) => {}
             }
             ids.len() < max
         })?;
-        if ids.is_empty() {
+        let Some(group) = group else {
             return Ok(None);
-        }
+        };
+        let stamper = match group.is_empty() {
+            true => stamper,
+            false => stamper.for_tsas(&group).unwrap_or(stamper),
+        };
 
         // Each message's receipt: the stored one, or one built and signed
         // now. Reading, building and signing run on all cores; ECDSA
@@ -354,6 +375,15 @@ fn receipt_content(record: &MessageRecord, issuer: &Issuer) -> Result<Vec<u8>, A
     ReceiptContent::for_record(record, issuer)
         .to_der()
         .map_err(|e| StoreError::Bug(format!("receipt content: {e}")).into())
+}
+
+/// The TSAs a pending entry names: none (the configured ones) for entries
+/// written before policies chose TSAs, whose value is empty.
+fn pending_tsas(value: &[u8]) -> Vec<String> {
+    if value.is_empty() {
+        return Vec::new();
+    }
+    record::decode(value).unwrap_or_default()
 }
 
 fn hash_from_hex(text: &str) -> Result<Hash, StoreError> {

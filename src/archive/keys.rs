@@ -60,6 +60,20 @@ pub const BATCH_TOKEN: u8 = 0x71;
 /// UIDVALIDITY (u32) and the highest UID stored (u32), big-endian.
 pub const IMAP_CHECKPOINT: u8 = 0x80;
 
+/// Retention: expiry (u64 milliseconds), receipt id -> empty, for each
+/// message whose bytes are still stored and have a retention period.
+pub const RETAIN: u8 = 0x90;
+/// receipt id -> purge record (JSON): when the bytes were purged.
+pub const PURGED: u8 = 0x91;
+/// thread number (u64) -> hold record (JSON), while the thread is under
+/// legal hold.
+pub const HOLD: u8 = 0x92;
+/// Audit log: time (u64 milliseconds), 4 random bytes -> audit entry
+/// (JSON).
+pub const AUDIT: u8 = 0xA0;
+/// Notifications still to send: receipt id -> notification (JSON).
+pub const NOTIFY: u8 = 0xB0;
+
 /// Version byte of every JSON value written by this release.
 pub const VALUE_V1: u8 = 1;
 /// Version byte of a blob holding the raw bytes unencrypted.
@@ -69,6 +83,8 @@ pub const META_SCHEMA: &[u8] = b"schema";
 pub const META_THREAD_SEQ: &[u8] = b"thread-seq";
 /// The number of the last batch stamped (u64).
 pub const META_LAST_BATCH: &[u8] = b"last-batch";
+/// The identifier (8 bytes) of the key that seals archive-mode blobs.
+pub const META_ARCHIVE_KEY: &[u8] = b"archive-key-id";
 
 /// A key built from a table byte and parts.
 pub fn key(table: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -191,6 +207,28 @@ pub fn read_u64(bytes: &[u8]) -> Option<u64> {
 /// The receipt id at the end of a key.
 pub fn trailing_receipt_id(key: &[u8]) -> Option<ReceiptId> {
     ReceiptId::from_slice(key.get(key.len().checked_sub(16)?..)?)
+}
+
+pub fn retain(expires_at: u64, id: &ReceiptId) -> Vec<u8> {
+    key(RETAIN, &[&expires_at.to_be_bytes(), id.as_bytes()])
+}
+
+pub fn purged(id: &ReceiptId) -> Vec<u8> {
+    key(PURGED, &[id.as_bytes()])
+}
+
+pub fn hold(thread: u64) -> Vec<u8> {
+    key(HOLD, &[&thread.to_be_bytes()])
+}
+
+pub fn audit(at: u64) -> Vec<u8> {
+    let mut nonce = [0u8; 4];
+    let _ = getrandom::getrandom(&mut nonce);
+    key(AUDIT, &[&at.to_be_bytes(), &nonce])
+}
+
+pub fn notify(id: &ReceiptId) -> Vec<u8> {
+    key(NOTIFY, &[id.as_bytes()])
 }
 
 /// The checkpoint key of `folder` in IMAP account `account`.

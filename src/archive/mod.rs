@@ -13,27 +13,35 @@
 //! Receipts, batches and evidence records are the stamper's part, in
 //! [`evidence`].
 //!
-//! Known limit: in this release the blob of an archive-mode message is kept
-//! unencrypted inside the store file; encryption at rest and hash-only mode
-//! come with the policy engine.
+//! What is kept of a message is the policy's decision ([`crate::policy`]),
+//! made here for every source alike: in archive mode its bytes are sealed
+//! with the archive key ([`seal`]) when one is set, in hash-only mode no
+//! byte of it is written, and the fields the rule withholds never reach the
+//! record or the receipt. Retention, legal holds and the audit log are in
+//! [`retention`]; receipt notifications wait in a queue ([`notify`]).
 
 pub mod check;
 pub mod evidence;
 pub mod keys;
+pub mod notify;
 pub mod query;
 pub mod record;
+pub mod retention;
+pub mod seal;
 pub mod stamper;
 pub mod thread;
 pub mod verify;
 
 use std::path::Path;
+use std::sync::{Arc, LazyLock, OnceLock};
 
-use crate::analysis::{Analysis, analyze};
+use crate::analysis::{Analysis, Digests, Metadata, analyze};
 use crate::envelope::{Envelope, Source};
 use crate::id::ReceiptId;
+use crate::policy::{Decision, Facts, Field, Policy};
 use crate::store::{Store, StoreError, StoreOptions, Txn};
 
-pub use record::{MessageRecord, Mode, Sighting};
+pub use record::{AppliedPolicy, MessageRecord, Mode, Sighting};
 pub use thread::ThreadId;
 
 /// Errors of archive operations.
@@ -52,6 +60,9 @@ pub enum ArchiveError {
     /// pending and are tried again.
     #[error("timestamp authority {0} failed: {1}")]
     Stamp(String, String),
+    /// The archive key is missing or wrong, or a sealed blob does not open.
+    #[error(transparent)]
+    Seal(#[from] seal::SealError),
 }
 
 /// The schema version this release writes.
@@ -78,8 +89,15 @@ impl Ingested {
 pub struct Archive {
     store: Store,
     /// Signs each new message's receipt before its write, when set.
-    signer: std::sync::OnceLock<evidence::ReceiptSigner>,
+    signer: OnceLock<evidence::ReceiptSigner>,
+    /// The policy in force; the built-in default until one is set.
+    policy: OnceLock<Arc<Policy>>,
+    /// Seals archive-mode blobs, when set; without it they are stored
+    /// as they are (library use and tests).
+    key: OnceLock<seal::ArchiveKey>,
 }
+
+static BUILTIN_POLICY: LazyLock<Policy> = LazyLock::new(Policy::builtin);
 
 impl Archive {
     /// Opens (creating when new) the archive in `data_dir`.
@@ -106,8 +124,43 @@ impl Archive {
         }
         Ok(Archive {
             store,
-            signer: std::sync::OnceLock::new(),
+            signer: OnceLock::new(),
+            policy: OnceLock::new(),
+            key: OnceLock::new(),
         })
+    }
+
+    /// Puts `policy` in force for every message stored from now on. Set
+    /// once; a second call is ignored.
+    pub fn set_policy(&self, policy: Arc<Policy>) {
+        let _ = self.policy.set(policy);
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        self.policy.get().map_or(&BUILTIN_POLICY, |p| p)
+    }
+
+    /// Seals archive-mode blobs with the key in `path` from now on,
+    /// creating the key when the store has none yet. A missing or wrong key
+    /// for a store that already holds sealed blobs is refused, and nothing
+    /// is written.
+    pub fn use_archive_key(&self, path: &Path) -> Result<(), ArchiveError> {
+        let meta = keys::key(keys::META, &[keys::META_ARCHIVE_KEY]);
+        let known: Option<[u8; 8]> = self
+            .store
+            .get(&meta)?
+            .and_then(|v| v.as_slice().try_into().ok());
+        let key = seal::ArchiveKey::open_or_create(path, known)?;
+        if known.is_none() {
+            let id = key.id().to_vec();
+            self.store.write(move |txn| -> Result<(), StoreError> {
+                txn.put(meta, id);
+                Ok(())
+            })?;
+        }
+        let _ = self.key.set(key);
+        Ok(())
     }
 
     /// From now on, sign each new message's receipt as it is stored, in
@@ -150,36 +203,68 @@ impl Archive {
         analysis: Analysis,
         also: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<Ingested, ArchiveError> {
+        let Analysis {
+            mut metadata,
+            mut digests,
+            anomalies,
+            size,
+        } = analysis;
+        let Decision { rule, actions } = self
+            .policy()
+            .decide(&Facts::of(&envelope.source, &metadata));
+        withhold(&mut metadata, &mut digests, &actions.withhold);
+        let expires_at = actions
+            .retention
+            .as_ref()
+            .map(|(_, r)| r.expires(envelope.received_at));
         let id = ReceiptId::generate(envelope.received_at);
         let record = MessageRecord {
             receipt_id: id.to_string(),
             envelope,
-            metadata: analysis.metadata,
-            digests: analysis.digests,
-            anomalies: analysis.anomalies,
-            size: analysis.size,
-            mode: Mode::Archive,
+            metadata,
+            digests,
+            anomalies,
+            size,
+            mode: actions.mode,
+            policy: AppliedPolicy {
+                rule,
+                retention: actions.retention.as_ref().map(|(text, _)| text.clone()),
+                expires_at,
+                withheld: actions.withhold.iter().map(|f| f.name().into()).collect(),
+                statement: actions.statement.clone(),
+                tsa: actions.tsa.clone(),
+            },
         };
         // Signing runs here, on the caller's thread, so that the writer
         // thread only writes. Identical bytes seen before need no receipt.
+        let known = self
+            .store
+            .get(&keys::by_raw(&record.digests.raw))?
+            .is_some();
         let receipt = match self.signer.get() {
-            Some(signer)
-                if self
-                    .store
-                    .get(&keys::by_raw(&record.digests.raw))?
-                    .is_none() =>
-            {
-                Some(evidence::sign_receipt(&record, signer)?)
-            }
+            Some(signer) if !known => Some(evidence::sign_receipt(&record, signer)?),
             _ => None,
         };
-        // Encoding and copying happen here too, so that the writer thread,
-        // which every session waits on, spends its time on the store alone.
+        // Encoding, copying and sealing happen here too, so that the
+        // writer thread, which every session waits on, spends its time on
+        // the store alone. Hash-only mode keeps no byte of the message.
         let encoded = record::encode(&record)?;
-        let mut blob = Vec::with_capacity(raw.len() + 1);
-        blob.push(keys::BLOB_PLAIN_V1);
-        blob.extend_from_slice(&raw);
+        let blob = match (record.mode, self.key.get()) {
+            (Mode::HashOnly, _) => None,
+            _ if known => None,
+            (Mode::Archive, Some(key)) => Some(key.seal(&raw, &record.digests.raw.0)?),
+            (Mode::Archive, None) => {
+                let mut blob = Vec::with_capacity(raw.len() + 1);
+                blob.push(keys::BLOB_PLAIN_V1);
+                blob.extend_from_slice(&raw);
+                Some(blob)
+            }
+        };
         drop(raw);
+        let extras = Extras {
+            legal_hold: actions.legal_hold,
+            notify: actions.notify,
+        };
         self.store.write(move |txn| {
             for (key, value) in also {
                 txn.put(key, value);
@@ -191,6 +276,7 @@ impl Archive {
                     record,
                     encoded,
                     blob,
+                    extras,
                 },
                 receipt,
             )
@@ -258,16 +344,22 @@ impl Archive {
         }
     }
 
-    /// The raw bytes kept for `id`, when the mode kept them.
+    /// The raw bytes kept for `id`, when the mode kept them and retention
+    /// has not purged them.
     pub fn raw(&self, id: &ReceiptId) -> Result<Option<Vec<u8>>, ArchiveError> {
-        match self.store.get(&keys::blob(id))? {
-            Some(bytes) => match bytes.split_first() {
-                Some((&keys::BLOB_PLAIN_V1, raw)) => Ok(Some(raw.to_vec())),
-                _ => {
-                    Err(StoreError::Corrupt(format!("blob of {id} has an unknown version")).into())
-                }
-            },
-            None => Ok(None),
+        let Some(bytes) = self.store.get(&keys::blob(id))? else {
+            return Ok(None);
+        };
+        match bytes.split_first() {
+            Some((&keys::BLOB_PLAIN_V1, raw)) => Ok(Some(raw.to_vec())),
+            Some((&seal::BLOB_SEALED_V1, sealed)) => {
+                let key = self.key.get().ok_or(seal::SealError::NoKey)?;
+                let record = self
+                    .message(id)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("blob of {id} has no record")))?;
+                Ok(Some(key.open(sealed, &record.digests.raw.0)?))
+            }
+            _ => Err(StoreError::Corrupt(format!("blob of {id} has an unknown version")).into()),
         }
     }
 
@@ -314,7 +406,32 @@ impl Archive {
 struct Prepared {
     record: MessageRecord,
     encoded: Vec<u8>,
-    blob: Vec<u8>,
+    /// None in hash-only mode, and for bytes already stored.
+    blob: Option<Vec<u8>>,
+    extras: Extras,
+}
+
+/// What the policy asks of the write besides the message itself.
+struct Extras {
+    legal_hold: bool,
+    notify: Vec<String>,
+}
+
+/// Keeps the `fields` a rule withholds out of what is stored.
+fn withhold(meta: &mut Metadata, digests: &mut Digests, fields: &[Field]) {
+    for field in fields {
+        match field {
+            Field::Subject => meta.subject = None,
+            Field::From => meta.from.clear(),
+            Field::To => meta.to.clear(),
+            Field::Cc => meta.cc.clear(),
+            Field::Date => {
+                meta.date = None;
+                meta.date_unix = None;
+            }
+            Field::AttachmentNames => digests.parts.iter_mut().for_each(|p| p.filename = None),
+        }
+    }
 }
 
 fn write_message(
@@ -327,6 +444,7 @@ fn write_message(
         mut record,
         mut encoded,
         blob,
+        extras,
     } = prepared;
     let digests = &record.digests;
     let raw_key = keys::by_raw(&digests.raw);
@@ -395,16 +513,36 @@ fn write_message(
         .chain(&meta.in_reply_to)
         .map(String::as_str)
         .collect();
-    thread::link(txn, &id, &node, &refs)?;
+    let thread = thread::link(txn, &id, &node, &refs)?;
 
     let sort_time = record.sort_time();
     txn.put(keys::by_date(sort_time, &id), Vec::new());
     txn.put(keys::message(&id), encoded);
-    txn.put(keys::blob(&id), blob);
+    if let Some(blob) = blob {
+        txn.put(keys::blob(&id), blob);
+        if let Some(expires_at) = record.policy.expires_at {
+            txn.put(keys::retain(expires_at, &id), Vec::new());
+        }
+    }
     if let Some(receipt) = receipt {
         txn.put(keys::receipt_content(&id), receipt.content);
         txn.put(keys::receipt(&id), receipt.signed);
     }
-    txn.put(keys::pending(&id), Vec::new());
+    // The pending entry names the TSAs the rule chose (none: the
+    // configured ones), so that the stamper batches messages by TSA.
+    txn.put(keys::pending(&id), record::encode(&record.policy.tsa)?);
+    if extras.legal_hold {
+        retention::hold_in(
+            txn,
+            thread,
+            true,
+            &format!("policy rule {}", record.policy.rule),
+            &format!("message {id} matched a rule with legal_hold"),
+            record.envelope.received_at,
+        )?;
+    }
+    if !extras.notify.is_empty() {
+        notify::queue_in(txn, &id, extras.notify)?;
+    }
     Ok(Ingested::Stored(id))
 }

@@ -47,6 +47,33 @@ pub struct MessageRecord {
     /// Length of the raw bytes.
     pub size: u64,
     pub mode: Mode,
+    /// The policy rule that decided for the message, and what it set.
+    #[serde(default)]
+    pub policy: AppliedPolicy,
+}
+
+/// What the policy decided for a message, as kept in its record (and, but
+/// for the TSAs, in its receipt).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedPolicy {
+    /// The rule's name.
+    pub rule: String,
+    /// The retention period as the rule wrote it (`"7y"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+    /// When the message's bytes may be purged, milliseconds since the
+    /// epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// The header fields kept out of the record and the receipt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<String>,
+    /// The applicant's statement written into the receipt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<String>,
+    /// The TSAs the rule chose; empty for the configured ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tsa: Vec<String>,
 }
 
 impl MessageRecord {

@@ -126,6 +126,14 @@ fn merge(txn: &mut Txn<'_>, from: ThreadId, into: ThreadId) -> Result<(), StoreE
         }
         txn.delete(key);
     }
+    // A legal hold on either thread holds the merged one: a hold is never
+    // lost by a later message that links two threads.
+    if let Some(hold) = txn.get(&keys::hold(from.0))? {
+        txn.delete(keys::hold(from.0));
+        if !txn.contains(&keys::hold(into.0))? {
+            txn.put(keys::hold(into.0), hold);
+        }
+    }
     txn.put(keys::thread_alias(from.0), number);
     Ok(())
 }

@@ -24,6 +24,7 @@ use mailnotary::archive::{Archive, Ingested, MessageRecord};
 use mailnotary::config::Config;
 use mailnotary::config::StampingMode;
 use mailnotary::envelope::{Envelope, Source, now_millis};
+use mailnotary::policy::Policy;
 use mailnotary::receipt::content::Issuer;
 use mailnotary::source::{self, Found};
 use mailnotary::store::{BackendKind, StoreOptions};
@@ -32,6 +33,7 @@ use mailnotary::tsa::client::{HttpTsa, StamperSet};
 use mailnotary::tsa::pki::LocalPki;
 
 mod control;
+mod policy;
 mod serve;
 mod verify;
 
@@ -70,6 +72,9 @@ struct Cli {
     /// An existing store opens with its own engine unless this is given.
     #[arg(long, global = true)]
     store: Option<BackendKind>,
+    /// Policy folder to use instead of the configuration's [policy] dir.
+    #[arg(long, global = true)]
+    policy_dir: Option<PathBuf>,
     /// Log more (-v: info, -vv: debug). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -112,6 +117,22 @@ enum Command {
     /// Show what the running gateway is doing: pending messages, SMTP
     /// counters, and each IMAP account's state and folder checkpoints.
     Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Work with policies: `policy test FILE` shows which rule applies.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
+    /// Delete the bytes of messages whose retention has ended, except in
+    /// threads under legal hold; receipts and evidence are kept.
+    Purge,
+    /// Put a thread under legal hold, or release it.
+    Hold(policy::HoldArgs),
+    /// Print the audit log: purges, holds, notifications.
+    Audit {
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -239,10 +260,13 @@ fn init_logging(verbose: u8) {
 }
 
 fn execute(cli: Cli) -> Result<i32> {
-    let config = match &cli.config {
+    let mut config = match &cli.config {
         Some(path) => Config::load(path, true)?,
         None => Config::load(Path::new("mailnotary.toml"), false)?,
     };
+    if let Some(dir) = &cli.policy_dir {
+        config.policy.dir = Some(dir.clone());
+    }
     let options = StoreOptions {
         // An explicit choice is checked against the store found; without
         // one, an existing store opens with its own engine.
@@ -276,7 +300,8 @@ fn execute(cli: Cli) -> Result<i32> {
                 );
             }
             let archive = open()?;
-            let notary = Notary::open(&cli.data, &config)?;
+            let policy = policy::load_policy(&config)?;
+            let notary = Notary::open(&cli.data, &config, &policy)?;
             if wait {
                 stamp_until_done(&archive, &notary, config.stamping.window_ms)
             } else {
@@ -291,6 +316,9 @@ fn execute(cli: Cli) -> Result<i32> {
             show_canonical,
             json,
         } => digest(&file, show_canonical, json),
+        Command::Policy {
+            command: policy::PolicyCommand::Test(args),
+        } => policy::test(&config, &args, &mut std::io::stdout().lock()),
         command => {
             let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
             let (mut out, mut err) = (stdout.lock(), stderr.lock());
@@ -318,6 +346,10 @@ impl Command {
             Command::Tsa { .. } => "tsa",
             Command::Digest { .. } => "digest",
             Command::Status { .. } => "status",
+            Command::Policy { .. } => "policy",
+            Command::Purge => "purge",
+            Command::Hold(_) => "hold",
+            Command::Audit { .. } => "audit",
         }
     }
 
@@ -332,6 +364,9 @@ impl Command {
                 | Command::Check
                 | Command::Verify(_)
                 | Command::Export(_)
+                | Command::Purge
+                | Command::Hold(_)
+                | Command::Audit { .. }
         )
     }
 
@@ -364,9 +399,23 @@ fn run_on_archive(
             match in_daemon {
                 true => ingest(&archive, None, &paths, output),
                 false => {
-                    let notary = Notary::open(data, config)?;
+                    let policy = policy::prepare(&archive, data, config)?;
+                    let notary = Notary::open(data, config, &policy)?;
                     archive.set_receipt_signer(notary.signer.clone());
-                    ingest(&archive, Some(&notary), &paths, output)
+                    let code = ingest(&archive, Some(&notary), &paths, output)?;
+                    // One attempt at the receipt mails of what was stamped;
+                    // what fails stays queued for the daemon.
+                    if let Some(notifier) = policy::notifier(data, config)? {
+                        let round = notifier.round(&archive)?;
+                        if round.sent + round.failed > 0 {
+                            writeln!(
+                                output.err,
+                                "notifications: {} sent, {} queued after a failure",
+                                round.sent, round.failed
+                            )?;
+                        }
+                    }
+                    Ok(code)
                 }
             }
         }
@@ -384,11 +433,39 @@ fn run_on_archive(
             Ok(0)
         }
         Command::Lookup(args) => lookup(&*open()?, &args, output),
-        Command::Check => check(&*open()?, data, config, output),
-        Command::Export(args) => export(&*open()?, data, config, &args, output),
+        Command::Check => check(
+            &*keyed(open()?, data, config, in_daemon)?,
+            data,
+            config,
+            output,
+        ),
+        Command::Export(args) => export(
+            &*keyed(open()?, data, config, in_daemon)?,
+            data,
+            config,
+            &args,
+            output,
+        ),
+        Command::Purge => policy::purge(&*open()?, output),
+        Command::Hold(args) => policy::hold(&*open()?, &args, output),
+        Command::Audit { json } => policy::audit(&*open()?, json, output),
         Command::Verify(args) => verify::run(data, open, config, &args, output.out),
         _ => bail!("this command does not run on the archive"),
     }
+}
+
+/// `archive` with the archive key loaded, which the commands that read
+/// stored messages need (the daemon's archive has it already).
+fn keyed(
+    archive: Arc<Archive>,
+    data: &Path,
+    config: &Config,
+    in_daemon: bool,
+) -> Result<Arc<Archive>> {
+    if !in_daemon {
+        policy::use_key(&archive, data, config)?;
+    }
+    Ok(archive)
 }
 
 #[derive(Default)]
@@ -407,8 +484,37 @@ struct Notary {
     max_batch: usize,
 }
 
+/// The configured TSAs, and the sets that policy rules chose by name.
+struct Routed {
+    default: Box<dyn Stamper + Send + Sync>,
+    chosen: std::collections::BTreeMap<Vec<String>, Box<dyn Stamper + Send + Sync>>,
+}
+
+impl Stamper for Routed {
+    fn name(&self) -> String {
+        self.default.name()
+    }
+
+    fn stamp(&self, digest: &mailnotary::hashtree::Hash) -> Result<Vec<u8>, String> {
+        self.default.stamp(digest)
+    }
+
+    fn stamp_all(
+        &self,
+        digest: &mailnotary::hashtree::Hash,
+    ) -> Result<Vec<(String, Vec<u8>)>, String> {
+        self.default.stamp_all(digest)
+    }
+
+    fn for_tsas(&self, tsas: &[String]) -> Option<&dyn Stamper> {
+        self.chosen.get(tsas).map(|s| s.as_ref() as &dyn Stamper)
+    }
+}
+
 impl Notary {
-    fn open(data: &Path, config: &Config) -> Result<Notary> {
+    /// The signer and the stampers of `config`, with a set for each
+    /// choice of TSAs that a rule of `policy` makes.
+    fn open(data: &Path, config: &Config, policy: &Policy) -> Result<Notary> {
         let pki = LocalPki::open(data, &config.gateway.name, config.keys.as_ref())
             .context("cannot prepare the gateway's keys")?;
         let signer = ReceiptSigner {
@@ -418,29 +524,51 @@ impl Notary {
             },
             key: pki.receipt.clone(),
         };
-        let stamper: Box<dyn Stamper + Send + Sync> = if config.tsa.is_empty() {
-            Box::new(Tsa::new(pki))
-        } else {
-            let mut members: Vec<Box<dyn Stamper + Send + Sync>> = Vec::new();
-            let mut builtin = Some(pki);
-            for tsa in &config.tsa {
-                if tsa.url == "builtin" {
-                    let pki = builtin
-                        .take()
-                        .context("the built-in TSA is listed twice in the configuration")?;
-                    members.push(Box::new(Tsa::new(pki)));
+        let all = config.stamping.mode == StampingMode::All;
+        let member =
+            |tsa: &mailnotary::config::TsaConfig| -> Result<Box<dyn Stamper + Send + Sync>> {
+                Ok(if tsa.url == "builtin" {
+                    Box::new(Tsa::new(pki.clone()))
                 } else {
-                    members.push(Box::new(HttpTsa::new(tsa).map_err(anyhow::Error::msg)?));
+                    Box::new(HttpTsa::new(tsa).map_err(anyhow::Error::msg)?)
+                })
+            };
+        let default: Box<dyn Stamper + Send + Sync> = if config.tsa.is_empty() {
+            Box::new(Tsa::new(pki.clone()))
+        } else {
+            if config.tsa.iter().filter(|t| t.url == "builtin").count() > 1 {
+                bail!("the built-in TSA is listed twice in the configuration");
+            }
+            let members = config.tsa.iter().map(member).collect::<Result<Vec<_>>>()?;
+            Box::new(StamperSet::new(members, all))
+        };
+        let mut chosen = std::collections::BTreeMap::new();
+        for rule in &policy.rules {
+            let names = &rule.actions.tsa;
+            if names.is_empty() || chosen.contains_key(names) {
+                continue;
+            }
+            let mut members: Vec<Box<dyn Stamper + Send + Sync>> = Vec::new();
+            for name in names {
+                match config.tsa.iter().find(|t| &t.name == name) {
+                    Some(tsa) => members.push(member(tsa)?),
+                    None if name == "builtin" => members.push(Box::new(Tsa::new(pki.clone()))),
+                    None => bail!(
+                        "policy rule {:?} ({}) names the TSA {name:?}, which the configuration \
+                         does not list",
+                        rule.name,
+                        rule.location()
+                    ),
                 }
             }
-            Box::new(StamperSet::new(
-                members,
-                config.stamping.mode == StampingMode::All,
-            ))
-        };
+            chosen.insert(
+                names.clone(),
+                Box::new(StamperSet::new(members, all)) as Box<dyn Stamper + Send + Sync>,
+            );
+        }
         Ok(Notary {
             signer,
-            stamper,
+            stamper: Box::new(Routed { default, chosen }),
             max_batch: config.stamping.max_batch.max(1),
         })
     }
@@ -887,6 +1015,7 @@ fn message_json(archive: &Archive, r: &MessageRecord) -> Result<serde_json::Valu
     let evidence = archive.evidence(&id)?;
     let thread = archive.thread_of(r)?;
     let sightings = archive.sightings(&id)?;
+    let purged = archive.purged(&id)?;
     // Every arrival of these bytes, the first one included.
     let seen: Vec<_> = std::iter::once(&r.envelope)
         .chain(sightings.iter().map(|s| &s.envelope))
@@ -919,6 +1048,16 @@ fn message_json(archive: &Archive, r: &MessageRecord) -> Result<serde_json::Valu
         "anomalies": r.anomalies,
         "sightings": sightings.len(),
         "seen": seen,
+        "policy": {
+            "rule": if r.policy.rule.is_empty() { "default" } else { r.policy.rule.as_str() },
+            "retention": r.policy.retention,
+            "expires_at": r.policy.expires_at.map(millis_rfc3339),
+            "withheld": r.policy.withheld,
+            "tsa": r.policy.tsa,
+        },
+        "stored": r.mode == mailnotary::archive::Mode::Archive && purged.is_none(),
+        "purged_at": purged.map(|p| millis_rfc3339(p.at)),
+        "legal_hold": archive.hold(thread)?.is_some(),
     }))
 }
 

@@ -40,6 +40,7 @@ impl Daemon {
             "running": true,
             "data": self.data.display().to_string(),
             "pending": archive.pending_count()?,
+            "notifications_queued": archive.notifications_queued()?,
             "smtp": {
                 "sessions": c.sessions.load(Ordering::Relaxed),
                 "accepted": c.accepted.load(Ordering::Relaxed),
@@ -79,8 +80,12 @@ pub(crate) fn run(
         Archive::open(data, options)
             .with_context(|| format!("cannot open the archive in {}", data.display()))?,
     );
-    let notary = Notary::open(data, config)?;
+    // A policy error refuses the start: guessing could store what the
+    // operator meant to keep out, or the other way round.
+    let policy = super::policy::prepare(&archive, data, config)?;
+    let notary = Notary::open(data, config, &policy)?;
     archive.set_receipt_signer(notary.signer.clone());
+    let notifier = super::policy::notifier(data, config)?;
     let tls = if config.smtp.starttls {
         let (cert, key) = match (&config.smtp.tls_cert, &config.smtp.tls_key) {
             (Some(cert), Some(key)) => (cert.clone(), key.clone()),
@@ -115,6 +120,15 @@ pub(crate) fn run(
             .name("stamper".into())
             .spawn(move || stamp_forever(&archive, &notary, pacing, &stop))
             .context("cannot start the stamper")?
+    };
+    let housekeeper = {
+        let archive = Arc::clone(&archive);
+        let stop = Arc::clone(&stop_stamper);
+        let every = Duration::from_secs(config.archive.purge_interval_secs.max(1));
+        std::thread::Builder::new()
+            .name("housekeeping".into())
+            .spawn(move || super::policy::housekeeping(&archive, notifier.as_ref(), every, &stop))
+            .context("cannot start the housekeeping thread")?
     };
 
     let outcome = runtime.block_on(async {
@@ -175,6 +189,13 @@ pub(crate) fn run(
             writeln!(out, "mailnotary serving {}", data.display())?;
             writeln!(
                 out,
+                "policy: {} ({} rule{})",
+                policy.origin,
+                policy.rules.len(),
+                if policy.rules.len() == 1 { "" } else { "s" }
+            )?;
+            writeln!(
+                out,
                 "smtp: listening on {smtp_local} for {}{}",
                 config.smtp.accept.join(", "),
                 if shared.tls.is_some() {
@@ -195,7 +216,8 @@ pub(crate) fn run(
             }
             writeln!(
                 out,
-                "control: {} (lookup, verify, export, check and ingest run through it)",
+                "control: {} (lookup, verify, export, check, ingest, purge, hold and audit run \
+                 through it)",
                 control::socket_path(data).display()
             )?;
             out.flush()?;
@@ -222,6 +244,7 @@ pub(crate) fn run(
     });
     stop_stamper.store(true, Ordering::Relaxed);
     let _ = stamper.join();
+    let _ = housekeeper.join();
     // Dropping the runtime ends tasks still parked; then the store closes.
     drop(runtime);
     let _ = std::fs::remove_file(control::socket_path(data));

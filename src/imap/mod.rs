@@ -35,14 +35,13 @@
 mod watch;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{ImapConfig, ImapTls};
+use crate::config::{ImapConfig, TlsMode};
 
 pub use watch::watch;
 
@@ -52,7 +51,7 @@ pub struct Account {
     pub name: String,
     pub host: String,
     pub port: u16,
-    pub tls: ImapTls,
+    pub tls: TlsMode,
     pub user: String,
     password: String,
     pub folders: Vec<String>,
@@ -89,7 +88,7 @@ impl Account {
                 "{what}: folders is empty; name at least one (\"INBOX\")"
             ));
         }
-        if c.tls == ImapTls::None && !is_loopback(&c.host) {
+        if c.tls == TlsMode::None && !crate::net::is_loopback(&c.host) {
             return Err(format!(
                 "{what}: tls = \"none\" is allowed only for a loopback address \
                  (127.0.0.1, ::1, localhost), since the password would cross the network \
@@ -129,7 +128,7 @@ impl Account {
             name: c.name.clone(),
             host: c.host.clone(),
             port: c.port.unwrap_or(match c.tls {
-                ImapTls::Implicit => 993,
+                TlsMode::Implicit => 993,
                 _ => 143,
             }),
             tls: c.tls,
@@ -155,15 +154,6 @@ impl Account {
     pub(crate) fn password(&self) -> &str {
         &self.password
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What an account is doing, for `status` and `/healthz`.
@@ -217,7 +207,7 @@ impl Board {
 mod tests {
     use super::*;
 
-    fn config(tls: ImapTls, host: &str) -> ImapConfig {
+    fn config(tls: TlsMode, host: &str) -> ImapConfig {
         ImapConfig {
             name: "a".into(),
             host: host.into(),
@@ -237,29 +227,29 @@ mod tests {
 
     #[test]
     fn plaintext_only_on_loopback_and_ports_follow_tls() {
-        assert!(Account::from_config(&config(ImapTls::None, "127.0.0.1")).is_ok());
-        assert!(Account::from_config(&config(ImapTls::None, "localhost")).is_ok());
-        assert!(Account::from_config(&config(ImapTls::None, "::1")).is_ok());
-        let err = Account::from_config(&config(ImapTls::None, "imap.example.com")).unwrap_err();
+        assert!(Account::from_config(&config(TlsMode::None, "127.0.0.1")).is_ok());
+        assert!(Account::from_config(&config(TlsMode::None, "localhost")).is_ok());
+        assert!(Account::from_config(&config(TlsMode::None, "::1")).is_ok());
+        let err = Account::from_config(&config(TlsMode::None, "imap.example.com")).unwrap_err();
         assert!(err.contains("loopback"), "{err}");
         assert_eq!(
-            Account::from_config(&config(ImapTls::Implicit, "h"))
+            Account::from_config(&config(TlsMode::Implicit, "h"))
                 .unwrap()
                 .port,
             993
         );
         assert_eq!(
-            Account::from_config(&config(ImapTls::Starttls, "h"))
+            Account::from_config(&config(TlsMode::Starttls, "h"))
                 .unwrap()
                 .port,
             143
         );
-        let mut two = config(ImapTls::Implicit, "h");
+        let mut two = config(TlsMode::Implicit, "h");
         two.password_env = Some("X".into());
         assert!(Account::from_config(&two).unwrap_err().contains("only one"));
         let debug = format!(
             "{:?}",
-            Account::from_config(&config(ImapTls::Implicit, "h")).unwrap()
+            Account::from_config(&config(TlsMode::Implicit, "h")).unwrap()
         );
         assert!(!debug.contains("\"p\""), "{debug}");
     }

@@ -15,7 +15,7 @@ use tokio_rustls::rustls;
 use super::{Account, Board, FolderStatus};
 use crate::analysis::analyze;
 use crate::archive::{Archive, Ingested, keys};
-use crate::config::ImapTls;
+use crate::config::TlsMode;
 use crate::envelope::{Envelope, Source, now_millis};
 
 type Tls = tokio_rustls::client::TlsStream<TcpStream>;
@@ -247,9 +247,9 @@ async fn connect(account: &Account) -> Result<Session, String> {
     )
     .await?;
     let stream = match account.tls {
-        ImapTls::None => crate::net::Stream::Plain(tcp),
-        ImapTls::Implicit => crate::net::Stream::Tls(Box::new(tls_connect(account, tcp).await?)),
-        ImapTls::Starttls => {
+        TlsMode::None => crate::net::Stream::Plain(tcp),
+        TlsMode::Implicit => crate::net::Stream::Tls(Box::new(tls_connect(account, tcp).await?)),
+        TlsMode::Starttls => {
             let mut client = async_imap::Client::new(tcp);
             greeting(&mut client, &server).await?;
             timed(
@@ -261,7 +261,7 @@ async fn connect(account: &Account) -> Result<Session, String> {
         }
     };
     let mut client = async_imap::Client::new(stream);
-    if account.tls != ImapTls::Starttls {
+    if account.tls != TlsMode::Starttls {
         greeting(&mut client, &server).await?;
     }
     match tokio::time::timeout(

@@ -135,10 +135,16 @@ pub struct DkimResult {
 #[derive(AsnType, Encode, Decode, Debug, Clone, PartialEq, Eq)]
 #[rasn(automatic_tags)]
 pub struct PolicyFields {
+    /// The name of the policy rule that decided for the message.
     pub name: Utf8String,
     /// "archive" or "hash-only".
     pub mode: Utf8String,
+    /// The retention period as the rule wrote it, such as "7y".
     pub retention: Option<Utf8String>,
+    /// The header fields the rule kept out of this receipt ("subject",
+    /// "to", ...): absent from `message` on purpose, not missing from the
+    /// message.
+    pub withheld: SequenceOf<Utf8String>,
 }
 
 /// Who the gateway is, from the configuration.
@@ -165,7 +171,7 @@ impl ReceiptContent {
             gateway: Gateway {
                 name: issuer.name.clone(),
                 organization: issuer.organization.clone(),
-                statement: None,
+                statement: record.policy.statement.clone(),
             },
             received_at,
             source: match &record.envelope.source {
@@ -233,13 +239,18 @@ impl ReceiptContent {
             },
             dkim: Vec::new(),
             policy: PolicyFields {
-                name: "default".into(),
+                // Records from before policies were kept by the default.
+                name: match record.policy.rule.as_str() {
+                    "" => "default".into(),
+                    rule => rule.into(),
+                },
                 mode: match record.mode {
                     Mode::Archive => "archive",
                     Mode::HashOnly => "hash-only",
                 }
                 .into(),
-                retention: None,
+                retention: record.policy.retention.clone(),
+                withheld: record.policy.withheld.clone(),
             },
         }
     }

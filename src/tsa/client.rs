@@ -28,7 +28,7 @@ use x509_tsp::{MessageImprint, TimeStampReq, TspVersion};
 
 use super::ID_SHA256;
 use crate::archive::evidence::Stamper;
-use crate::config::TsaConfig;
+use crate::config::{TsaConfig, secret};
 use crate::hashtree::Hash;
 use crate::signing::Trust;
 
@@ -55,15 +55,6 @@ pub struct HttpTsa {
     auth: Auth,
     agent: ureq::Agent,
     trust: Option<Arc<Trust>>,
-}
-
-/// Reads `env:NAME` from the environment, or takes the value as it is.
-fn secret(value: &str, what: &str) -> Result<String, String> {
-    match value.strip_prefix("env:") {
-        Some(name) => std::env::var(name)
-            .map_err(|_| format!("{what}: the environment variable {name} is not set")),
-        None => Ok(value.to_owned()),
-    }
 }
 
 fn read_certificate_file(path: &std::path::Path) -> Result<Vec<x509_cert::Certificate>, String> {

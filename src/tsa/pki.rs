@@ -102,6 +102,7 @@ impl KeyPair {
 
 /// The gateway's CA, timestamping and receipt-signing identities: the
 /// embedded defaults, or the operator's own PKI named in the configuration.
+#[derive(Clone)]
 pub struct LocalPki {
     pub ca: Certificate,
     pub tsa: KeyPair,
