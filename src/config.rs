@@ -47,6 +47,36 @@ pub struct Config {
     /// The smarthost that receipt notifications go through.
     #[serde(default)]
     pub notify: Option<NotifyConfig>,
+    /// The DNS resolver that DKIM key records are fetched from.
+    #[serde(default)]
+    pub dns: DnsConfig,
+}
+
+/// Where DKIM key records are looked up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Name servers as `IP` or `IP:PORT` (port 53 by default), asked in
+    /// order; empty for the system's (`/etc/resolv.conf`).
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    /// The longest a message waits for its key records, in milliseconds;
+    /// then the signatures whose key did not come are `temperror`.
+    #[serde(default = "default_dns_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_dns_timeout_ms() -> u64 {
+    2000
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            nameservers: Vec::new(),
+            timeout_ms: default_dns_timeout_ms(),
+        }
+    }
 }
 
 /// The policy in force.
@@ -612,6 +642,10 @@ mod tests {
             ArchiveConfig::default().purge_interval_secs
         );
         assert!(config.policy.dir.is_none() && config.notify.is_none());
+        assert_eq!(
+            format!("{:?}", config.dns),
+            format!("{:?}", DnsConfig::default())
+        );
     }
 
     /// The example's commented `[[imap]]` table, once uncommented (its

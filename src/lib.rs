@@ -37,6 +37,7 @@ pub mod archive;
 pub mod bundle;
 pub mod canonical;
 pub mod config;
+pub mod dkim;
 pub mod envelope;
 pub mod ers;
 pub mod hashtree;
