@@ -158,6 +158,41 @@ pub fn write(
             "parts": record.digests.parts,
             "mode": record.mode.name(),
         });
+        // The DKIM key records captured at arrival, as TXT text, so that
+        // a reader can check the signatures without today's DNS.
+        if let Some(report) = &record.dkim {
+            let mut files = Vec::new();
+            for key in &report.keys {
+                let Some(text) = &key.record else { continue };
+                // Selectors and domains are DNS names; anything else in one
+                // is kept out of the file name.
+                let safe: String = key
+                    .name
+                    .chars()
+                    .map(|c| match c {
+                        'a'..='z' | '0'..='9' | '.' | '-' | '_' => c,
+                        _ => '_',
+                    })
+                    .collect();
+                let name = format!("dkim/{n}-{safe}.txt");
+                add(&mut zip, &name, text.as_bytes())?;
+                files.push(json!({ "name": key.name, "file": name, "sha256": key.sha256 }));
+            }
+            entry["dkim"] = json!(
+                report
+                    .signatures
+                    .iter()
+                    .map(|v| json!({
+                        "domain": v.domain,
+                        "selector": v.selector,
+                        "algorithm": v.algorithm,
+                        "result": v.result,
+                        "reason": v.reason,
+                    }))
+                    .collect::<Vec<_>>()
+            );
+            entry["dkim_keys"] = json!(files);
+        }
         if let Some(raw) = archive.raw(&id)? {
             let name = format!("messages/{n}.eml");
             add(&mut zip, &name, &raw)?;

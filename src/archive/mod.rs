@@ -95,6 +95,8 @@ pub struct Archive {
     /// Seals archive-mode blobs, when set; without it they are stored
     /// as they are (library use and tests).
     key: OnceLock<seal::ArchiveKey>,
+    /// Checks DKIM signatures of new messages, when set.
+    dkim: OnceLock<Arc<crate::dkim::Verifier>>,
 }
 
 static BUILTIN_POLICY: LazyLock<Policy> = LazyLock::new(Policy::builtin);
@@ -127,7 +129,16 @@ impl Archive {
             signer: OnceLock::new(),
             policy: OnceLock::new(),
             key: OnceLock::new(),
+            dkim: OnceLock::new(),
         })
+    }
+
+    /// From now on, check the DKIM signatures of each new message with
+    /// `verifier` before it is stored (unless its policy rule turns DKIM
+    /// off), and keep the results and key records in its record and
+    /// receipt. Set once; a second call is ignored.
+    pub fn set_dkim_verifier(&self, verifier: Arc<crate::dkim::Verifier>) {
+        let _ = self.dkim.set(verifier);
     }
 
     /// Puts `policy` in force for every message stored from now on. Set
@@ -217,6 +228,17 @@ impl Archive {
             .retention
             .as_ref()
             .map(|(_, r)| r.expires(envelope.received_at));
+        // Identical bytes seen before are a sighting: nothing to check,
+        // sign or keep.
+        let known = self.store.get(&keys::by_raw(&digests.raw))?.is_some();
+        // DKIM is checked on the bytes as received, before the record is
+        // built, so that its results are signed with the rest.
+        let dkim = match (self.dkim.get(), actions.dkim) {
+            (Some(verifier), crate::policy::Dkim::Verify) if !known => {
+                Some(verifier.check(&raw)).filter(|r| !r.is_empty())
+            }
+            _ => None,
+        };
         let id = ReceiptId::generate(envelope.received_at);
         let record = MessageRecord {
             receipt_id: id.to_string(),
@@ -234,13 +256,10 @@ impl Archive {
                 statement: actions.statement.clone(),
                 tsa: actions.tsa.clone(),
             },
+            dkim,
         };
         // Signing runs here, on the caller's thread, so that the writer
-        // thread only writes. Identical bytes seen before need no receipt.
-        let known = self
-            .store
-            .get(&keys::by_raw(&record.digests.raw))?
-            .is_some();
+        // thread only writes.
         let receipt = match self.signer.get() {
             Some(signer) if !known => Some(evidence::sign_receipt(&record, signer)?),
             _ => None,

@@ -50,6 +50,10 @@ pub struct MessageRecord {
     /// The policy rule that decided for the message, and what it set.
     #[serde(default)]
     pub policy: AppliedPolicy,
+    /// DKIM and ARC results with the key records used, when the message
+    /// was signed and the policy checks DKIM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dkim: Option<crate::dkim::DkimReport>,
 }
 
 /// What the policy decided for a message, as kept in its record (and, but

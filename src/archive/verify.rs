@@ -72,6 +72,23 @@ pub struct Report {
     /// genTime of the batch's timestamp token, RFC 3339.
     pub stamped_at: Option<String>,
     pub checks: Vec<Check>,
+    /// The DKIM signatures checked again against the key records captured
+    /// at arrival: what was recorded then and what the check gives now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dkim: Vec<DkimRecheck>,
+}
+
+/// One DKIM signature checked again by `verify`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DkimRecheck {
+    pub domain: String,
+    pub selector: String,
+    /// The result recorded in the receipt at arrival.
+    pub recorded: String,
+    /// The result of the check repeated now, offline.
+    pub result: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Report {
@@ -82,7 +99,16 @@ impl Report {
             receipt_id: None,
             stamped_at: None,
             checks: Vec::new(),
+            dkim: Vec::new(),
         }
+    }
+
+    /// A report of one failed check and nothing else.
+    pub fn failed(receipt_id: Option<String>, name: &'static str, detail: String) -> Report {
+        let mut report = Report::new();
+        report.receipt_id = receipt_id;
+        report.push(name, Err(detail));
+        report
     }
 
     fn push(&mut self, name: &'static str, result: Result<String, String>) -> bool {
@@ -255,6 +281,10 @@ pub fn verify_with(bytes: Option<&[u8]>, evidence: &Evidence, trust: &Trust) -> 
         }
     }
 
+    if let (Some(bytes), Some(Matched::Raw | Matched::Canonical)) = (bytes, report.matched) {
+        recheck_dkim(bytes, &content, &mut report);
+    }
+
     let Some(record) = &evidence.record else {
         report.push(
             "evidence record",
@@ -386,4 +416,64 @@ fn describe_token(
         format!("token over the root, genTime {when}, signed by {signer}"),
         when,
     ))
+}
+
+/// The offline verifier, made once per process.
+fn offline_dkim() -> Option<&'static crate::dkim::Verifier> {
+    static VERIFIER: std::sync::OnceLock<Option<crate::dkim::Verifier>> =
+        std::sync::OnceLock::new();
+    VERIFIER
+        .get_or_init(|| crate::dkim::Verifier::offline().ok())
+        .as_ref()
+}
+
+/// Checks the DKIM signatures of `bytes` again with the key records the
+/// receipt captured at arrival, and the expiry judged at the arrival time,
+/// and reports whether each gives the result recorded then. No DNS query
+/// is made: the keys may have left DNS long ago.
+fn recheck_dkim(bytes: &[u8], content: &ReceiptContent, report: &mut Report) {
+    if content.dkim.is_empty() {
+        return;
+    }
+    let Some(verifier) = offline_dkim() else {
+        report.push(
+            "dkim",
+            Err("the DKIM verifier could not start in this process".into()),
+        );
+        return;
+    };
+    let at = content.received_at.timestamp().max(0) as u64;
+    let now = verifier.recheck(bytes, &content.captured_keys(), at);
+    let mut same = true;
+    let mut lines = Vec::new();
+    for (i, recorded) in content.dkim.iter().enumerate() {
+        let again = now.signatures.get(i);
+        let result = again.map_or("absent", |v| v.result.as_str());
+        same &= result == recorded.result;
+        lines.push(format!(
+            "{} for d={} s={} (recorded at arrival: {})",
+            result, recorded.domain, recorded.selector, recorded.result
+        ));
+        report.dkim.push(DkimRecheck {
+            domain: recorded.domain.clone(),
+            selector: recorded.selector.clone(),
+            recorded: recorded.result.clone(),
+            result: result.to_string(),
+            reason: again.and_then(|v| v.reason.clone()),
+        });
+    }
+    let text = format!(
+        "{}; checked offline with the key records captured at arrival, not with DNS today",
+        lines.join(", ")
+    );
+    report.push(
+        "dkim",
+        if same {
+            Ok(text)
+        } else {
+            Err(format!(
+                "the DKIM results differ from those recorded: {text}"
+            ))
+        },
+    );
 }

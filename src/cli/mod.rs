@@ -1058,6 +1058,15 @@ fn message_json(archive: &Archive, r: &MessageRecord) -> Result<serde_json::Valu
         "stored": r.mode == mailnotary::archive::Mode::Archive && purged.is_none(),
         "purged_at": purged.map(|p| millis_rfc3339(p.at)),
         "legal_hold": archive.hold(thread)?.is_some(),
+        "dkim": r.dkim.as_ref().map_or_else(Vec::new, |d| d.signatures.iter().map(|v| serde_json::json!({
+            "domain": v.domain,
+            "selector": v.selector,
+            "algorithm": v.algorithm,
+            "result": v.result,
+            "reason": v.reason,
+            "key_sha256": d.key(&v.key_name()).and_then(|k| k.sha256.clone()),
+        })).collect()),
+        "arc": r.dkim.as_ref().and_then(|d| d.arc.as_ref()),
     }))
 }
 

@@ -64,6 +64,15 @@ pub(crate) fn use_key(archive: &Archive, data: &Path, config: &Config) -> Result
 pub(crate) fn prepare(archive: &Archive, data: &Path, config: &Config) -> Result<Arc<Policy>> {
     let policy = Arc::new(load_policy(config)?);
     use_key(archive, data, config)?;
+    if policy
+        .rules
+        .iter()
+        .any(|r| r.actions.dkim == mailnotary::policy::Dkim::Verify)
+    {
+        let verifier = mailnotary::dkim::Verifier::new(&config.dns)
+            .map_err(|e| anyhow::anyhow!("cannot prepare DKIM checks: {e}"))?;
+        archive.set_dkim_verifier(Arc::new(verifier));
+    }
     archive.set_policy(Arc::clone(&policy));
     Ok(policy)
 }

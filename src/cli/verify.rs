@@ -266,24 +266,18 @@ fn verify_in_bundle(bytes: &[u8], opened: &OpenedBundle, trust: &Trust) -> Repor
             );
         }
     }
-    Report {
-        verified: false,
-        matched: None,
-        receipt_id: None,
-        stamped_at: None,
-        checks: vec![Check {
-            name: "match",
-            ok: false,
-            detail: format!(
-                "the content does not match any receipt in the bundle ({} receipts searched)",
-                opened
-                    .entries
-                    .iter()
-                    .filter(|e| e.receipt.is_some())
-                    .count()
-            ),
-        }],
-    }
+    Report::failed(
+        None,
+        "match",
+        format!(
+            "the content does not match any receipt in the bundle ({} receipts searched)",
+            opened
+                .entries
+                .iter()
+                .filter(|e| e.receipt.is_some())
+                .count()
+        ),
+    )
 }
 
 fn print(report: &Report, file: &Path, as_json: bool, mut out: &mut dyn Write) -> Result<()> {
@@ -364,19 +358,13 @@ fn verify_whole_bundle(
                     },
                     trust,
                 ),
-                None => Report {
-                    verified: false,
-                    matched: None,
-                    receipt_id: entry.receipt_id.clone(),
-                    stamped_at: None,
-                    checks: vec![Check {
-                        name: "receipt",
-                        ok: false,
-                        detail: "the message was pending when the bundle was made: \
-                                 the bundle holds no receipt for it"
-                            .into(),
-                    }],
-                },
+                None => Report::failed(
+                    entry.receipt_id.clone(),
+                    "receipt",
+                    "the message was pending when the bundle was made: the bundle holds no \
+                     receipt for it"
+                        .into(),
+                ),
             };
             BundleMessage {
                 n: entry.n.clone(),

@@ -28,10 +28,12 @@ pub struct ReceiptContent {
     pub source: ReceiptSource,
     pub message: MessageFields,
     pub digests: ReceiptDigests,
-    /// DKIM results with the captured key records; empty until DKIM
-    /// verification exists.
+    /// One entry per DKIM-Signature, with the key record it was checked
+    /// with; empty when the message has none or the policy turned DKIM off.
     pub dkim: SequenceOf<DkimResult>,
     pub policy: PolicyFields,
+    /// The ARC chain's result, when the message has ARC sets.
+    pub arc: Option<ArcResult>,
 }
 
 /// Who issued the receipt.
@@ -126,9 +128,126 @@ pub struct DkimResult {
     pub domain: Utf8String,
     pub selector: Utf8String,
     pub algorithm: Utf8String,
+    /// "pass", "fail", "neutral", "permerror" or "temperror".
     pub result: Utf8String,
     pub reason: Option<Utf8String>,
-    pub key_record: Option<OctetString>,
+    pub key: KeyRecord,
+}
+
+/// A DNS key record as fetched at arrival.
+#[derive(AsnType, Encode, Decode, Debug, Clone, PartialEq, Eq)]
+#[rasn(automatic_tags)]
+pub struct KeyRecord {
+    /// "selector._domainkey.domain".
+    pub name: Utf8String,
+    /// The TXT record's bytes (its strings joined).
+    pub record: Option<OctetString>,
+    /// SHA-256 of `record`.
+    pub sha256: Option<OctetString>,
+    /// Why there is no record: "no such record", or the DNS error.
+    pub missing: Option<Utf8String>,
+}
+
+/// The ARC chain's result (RFC 8617).
+#[derive(AsnType, Encode, Decode, Debug, Clone, PartialEq, Eq)]
+#[rasn(automatic_tags)]
+pub struct ArcResult {
+    pub result: Utf8String,
+    pub reason: Option<Utf8String>,
+    /// The number of ARC sets.
+    pub sets: u32,
+    /// The key records of the seals and of the last message signature.
+    pub keys: SequenceOf<KeyRecord>,
+}
+
+impl KeyRecord {
+    fn of(key: &crate::dkim::CapturedKey) -> KeyRecord {
+        KeyRecord {
+            name: key.name.clone(),
+            record: key
+                .record
+                .as_ref()
+                .map(|r| OctetString::from_slice(r.as_bytes())),
+            sha256: key
+                .sha256
+                .as_ref()
+                .and_then(|h| hex::decode(h).ok())
+                .map(OctetString::from),
+            missing: key.missing.clone(),
+        }
+    }
+
+    /// The captured key this entry holds.
+    pub fn captured(&self) -> crate::dkim::CapturedKey {
+        crate::dkim::CapturedKey {
+            name: self.name.clone(),
+            record: self
+                .record
+                .as_ref()
+                .map(|r| String::from_utf8_lossy(r).into_owned()),
+            sha256: self.sha256.as_ref().map(hex::encode),
+            missing: self.missing.clone(),
+        }
+    }
+}
+
+impl ReceiptContent {
+    /// Every key record the receipt holds, DKIM and ARC, once each.
+    pub fn captured_keys(&self) -> Vec<crate::dkim::CapturedKey> {
+        let mut keys: Vec<crate::dkim::CapturedKey> = Vec::new();
+        let all = self
+            .dkim
+            .iter()
+            .map(|d| &d.key)
+            .chain(self.arc.iter().flat_map(|a| a.keys.iter()));
+        for key in all {
+            if !keys.iter().any(|k| k.name == key.name) {
+                keys.push(key.captured());
+            }
+        }
+        keys
+    }
+}
+
+fn dkim_fields(report: Option<&crate::dkim::DkimReport>) -> (Vec<DkimResult>, Option<ArcResult>) {
+    let Some(report) = report else {
+        return (Vec::new(), None);
+    };
+    let missing = |name: String| crate::dkim::CapturedKey {
+        name,
+        record: None,
+        sha256: None,
+        missing: Some("no record was looked up".into()),
+    };
+    let signatures = report
+        .signatures
+        .iter()
+        .map(|v| {
+            let name = v.key_name();
+            let key = report.key(&name).cloned().unwrap_or_else(|| missing(name));
+            DkimResult {
+                domain: v.domain.clone(),
+                selector: v.selector.clone(),
+                algorithm: v.algorithm.clone(),
+                result: v.result.clone(),
+                reason: v.reason.clone(),
+                key: KeyRecord::of(&key),
+            }
+        })
+        .collect();
+    let signature_keys: Vec<String> = report.signatures.iter().map(|v| v.key_name()).collect();
+    let arc = report.arc.as_ref().map(|a| ArcResult {
+        result: a.result.clone(),
+        reason: a.reason.clone(),
+        sets: a.sets,
+        keys: report
+            .keys
+            .iter()
+            .filter(|k| !signature_keys.contains(&k.name))
+            .map(KeyRecord::of)
+            .collect(),
+    });
+    (signatures, arc)
 }
 
 /// The policy applied to the message.
@@ -165,6 +284,7 @@ impl ReceiptContent {
             chrono::DateTime::from_timestamp_millis(record.envelope.received_at as i64)
                 .unwrap_or_default()
                 .fixed_offset();
+        let (dkim, arc) = dkim_fields(record.dkim.as_ref());
         ReceiptContent {
             version: VERSION,
             receipt_id: record.receipt_id.clone(),
@@ -237,7 +357,8 @@ impl ReceiptContent {
                     })
                     .collect(),
             },
-            dkim: Vec::new(),
+            dkim,
+            arc,
             policy: PolicyFields {
                 // Records from before policies were kept by the default.
                 name: match record.policy.rule.as_str() {
