@@ -23,6 +23,7 @@ packages=(
   "swaks:swaks"                       # an SMTP client for the listener's tests
   "libio-socket-ssl-perl:/usr/share/perl5/IO/Socket/SSL.pm"  # swaks --tls (brings Net::SSLeay)
   "postfix:/usr/sbin/smtp-source"     # smtp-source (tests, bench) and smtp-sink (bench)
+  "dnsmasq-base:/usr/sbin/dnsmasq"    # the DNS server that serves DKIM keys to the tests
 )
 
 missing=()
@@ -52,6 +53,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# Python packages: dkimpy signs the DKIM tests' messages (an independent
+# signer), PyNaCl gives it Ed25519.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import dkim, nacl" 2>/dev/null; then
+  echo "installing Python packages: dkimpy pynacl"
+  python3 -m pip install -q dkimpy pynacl >/dev/null 2>&1 ||
+    python3 -m pip install -q --break-system-packages dkimpy pynacl >/dev/null 2>&1 ||
+    echo "warning: pip could not install dkimpy and pynacl"
+fi
+
 skipped=()
 require=1
 [ -x /usr/sbin/dovecot ] || { skipped+=("Dovecot threading comparison: dovecot-imapd is not installed"); require=0; }
@@ -62,6 +72,8 @@ done
 { command -v java >/dev/null 2>&1 && [ -f /usr/share/java/bcpkix.jar ]; } ||
   { skipped+=("Bouncy Castle hash-tree check: java or libbcpkix-java is not installed"); require=0; }
 [ -x /usr/sbin/smtp-source ] || { skipped+=("SMTP load with Postfix's smtp-source: postfix is not installed"); require=0; }
+[ -x /usr/sbin/dnsmasq ] || { skipped+=("DKIM tests: dnsmasq-base is not installed"); require=0; }
+python3 -c "import dkim, nacl" 2>/dev/null || { skipped+=("DKIM tests with dkimpy: the Python packages dkimpy and pynacl are not installed"); require=0; }
 perl -MNet::SSLeay -e1 2>/dev/null || { skipped+=("swaks with STARTTLS: libio-socket-ssl-perl is not installed"); require=0; }
 # With every tool present, a test that would skip fails instead, so that a
 # broken install cannot pass silently.
