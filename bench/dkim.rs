@@ -191,7 +191,7 @@ fn main() {
         .unwrap_or(0);
 
     println!(
-        "messages: {count} ({half} RSA-2048, {} Ed25519), 2 KB-ish, signed by dkimpy",
+        "messages: {count} ({half} RSA-2048, {} Ed25519), about 3 KB each, signed by dkimpy",
         count - half
     );
     println!("DKIM check alone (1 thread):   {check_rate:.0} msg/s");

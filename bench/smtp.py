@@ -18,6 +18,7 @@ batch's own durable write follows the genTime by a few milliseconds more.
 
     python3 bench/smtp.py            # every case (about 10 minutes)
     python3 bench/smtp.py --quick    # 10 KB, 8 sessions only
+    python3 bench/smtp.py --quick --mode hash-only
 
 Needs smtp-source and smtp-sink (Debian package postfix) and a release
 build, which it makes with cargo first. The counts can be changed with
@@ -93,12 +94,17 @@ def millis(text: str) -> float:
 
 
 def mailnotary_rate(binary: str, size: int, sessions: int, count: int, reuse: bool,
-                    backend: str, window_ms: int):
+                    backend: str, window_ms: int, mode: str):
     work = tempfile.mkdtemp(prefix="mailnotary-bench-")
     data = os.path.join(work, "data")
     config = os.path.join(work, "mailnotary.toml")
+    policies = os.path.join(work, "policies")
+    os.makedirs(policies)
+    # One rule for every message: the mode under test.
+    with open(os.path.join(policies, "all.toml"), "w") as f:
+        f.write(f'[[rule]]\nname = "bench"\nmode = "{mode}"\n')
     with open(config, "w") as f:
-        f.write(f"[stamping]\nwindow_ms = {window_ms}\n")
+        f.write(f"[stamping]\nwindow_ms = {window_ms}\n[policy]\ndir = \"{policies}\"\n")
     smtp_port, http_port = free_port(), free_port()
     log = open(os.path.join(work, "serve.log"), "w")
     daemon = subprocess.Popen(
@@ -140,6 +146,8 @@ def main() -> int:
     ap.add_argument("--backend", default="redb", choices=["redb", "sled"])
     ap.add_argument("--window-ms", type=int, default=1000, help="the stamper's batch window")
     ap.add_argument("--no-build", action="store_true", help="use the existing release binary")
+    ap.add_argument("--mode", default="archive", choices=["archive", "hash-only"],
+                    help="archive: bytes sealed and stored; hash-only: digests only")
     args = ap.parse_args()
     for tool in (SMTP_SOURCE, SMTP_SINK):
         if not os.path.exists(tool):
@@ -151,7 +159,7 @@ def main() -> int:
 
     sizes = [10 * 1024] if args.quick else [2 * 1024, 10 * 1024, 100 * 1024]
     session_counts = [8] if args.quick else [1, 8]
-    print(f"mailnotary serve ({args.backend}, archive mode, batch window {args.window_ms} ms) "
+    print(f"mailnotary serve ({args.backend}, {args.mode} mode, batch window {args.window_ms} ms) "
           f"against smtp-sink; smtp-source as the client")
     print(f"{'size':>6} {'sessions':>8} {'connection':>10} {'messages':>8} "
           f"{'smtp-sink/s':>11} {'mailnotary/s':>12} {'ratio':>6} {'ack→evidence p50':>17} {'p99':>8}")
@@ -161,7 +169,7 @@ def main() -> int:
             for reuse in (False, True):
                 sink = sink_rate(size, sessions, count, reuse)
                 ours, p50, p99 = mailnotary_rate(binary, size, sessions, count, reuse,
-                                                 args.backend, args.window_ms)
+                                                 args.backend, args.window_ms, args.mode)
                 print(f"{size // 1024:>4}KB {sessions:>8} {'reused' if reuse else 'fresh':>10} "
                       f"{count:>8} {sink:>11.0f} {ours:>12.0f} {ours / sink:>6.0%} "
                       f"{p50:>14.0f} ms {p99:>5.0f} ms", flush=True)

@@ -242,23 +242,7 @@ pub struct Facts {
 impl Facts {
     /// The facts of a message from `source` with header fields `meta`.
     pub fn of(source: &Source, meta: &Metadata) -> Facts {
-        let domain = |address: &str| {
-            address
-                .rsplit_once('@')
-                .map(|(_, d)| d.to_string())
-                .unwrap_or_default()
-        };
-        let mut facts = Facts {
-            source: source.kind().to_string(),
-            from_domains: meta.from.iter().map(|m| domain(&m.address)).collect(),
-            to_domains: meta
-                .to
-                .iter()
-                .chain(&meta.cc)
-                .map(|m| domain(&m.address))
-                .collect(),
-            ..Facts::default()
-        };
+        let mut facts = Facts::from_headers(source.kind(), meta);
         match source {
             Source::Smtp {
                 mail_from, rcpt_to, ..
@@ -275,6 +259,29 @@ impl Facts {
             Source::Import { .. } => {}
         }
         facts
+    }
+
+    /// The facts that the header fields `meta` give, for a message from
+    /// a source of kind `source` (`smtp`, `imap`, `import`); the envelope
+    /// and IMAP facts are left empty.
+    pub fn from_headers(source: &str, meta: &Metadata) -> Facts {
+        let domain = |address: &str| {
+            address
+                .rsplit_once('@')
+                .map(|(_, d)| d.to_string())
+                .unwrap_or_default()
+        };
+        Facts {
+            source: source.to_string(),
+            from_domains: meta.from.iter().map(|m| domain(&m.address)).collect(),
+            to_domains: meta
+                .to
+                .iter()
+                .chain(&meta.cc)
+                .map(|m| domain(&m.address))
+                .collect(),
+            ..Facts::default()
+        }
     }
 
     fn values(&self, key: Key) -> Vec<&str> {

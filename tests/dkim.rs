@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, DnsServer, have, mailnotary, python_json, root, skip, stderr, stdout};
+use common::{
+    Daemon, DnsServer, export_message, have, mailnotary, openssl_receipt_content, python_json,
+    root, skip, stderr, stdout,
+};
 use mailnotary::config::DnsConfig;
 use mailnotary::dkim::{DkimReport, Verifier};
 use serde_json::Value;
@@ -192,22 +195,8 @@ fn independent_signatures_pass_changes_fail_and_captured_keys_outlive_dns() {
     // The receipt holds the key record that was used: OpenSSL checks the
     // receipt and puts out content holding the record's bytes.
     let zip = work.join("ed.zip");
-    let out = mailnotary(
-        &data,
-        &[
-            "export",
-            "--message-id",
-            "ed@huarui.example",
-            "--out",
-            zip.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
     let unzipped = work.join("ed");
-    zip::ZipArchive::new(std::fs::File::open(&zip).unwrap())
-        .unwrap()
-        .extract(&unzipped)
-        .unwrap();
+    export_message(&data, &[], "ed@huarui.example", &zip, &unzipped);
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(unzipped.join("manifest.json")).unwrap()).unwrap();
     let entry = &manifest["messages"][0];
@@ -215,20 +204,12 @@ fn independent_signatures_pass_changes_fail_and_captured_keys_outlive_dns() {
     let key_file = unzipped.join(entry["dkim_keys"][0]["file"].as_str().unwrap());
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), ed.1);
     if have("openssl") {
-        let cms = Command::new("openssl")
-            .args(["cms", "-verify", "-inform", "DER", "-binary", "-in"])
-            .arg(unzipped.join("receipts/001.p7s"))
-            .arg("-CAfile")
-            .arg(unzipped.join("certs/ca.cert.pem"))
-            .output()
-            .unwrap();
-        assert!(
-            cms.status.success(),
-            "{}",
-            String::from_utf8_lossy(&cms.stderr)
+        let content = openssl_receipt_content(
+            &unzipped.join("receipts/001.p7s"),
+            &unzipped.join("certs/ca.cert.pem"),
         );
         assert!(
-            cms.stdout.windows(ed.1.len()).any(|w| w == ed.1.as_bytes()),
+            content.windows(ed.1.len()).any(|w| w == ed.1.as_bytes()),
             "the receipt content holds the key record"
         );
     }

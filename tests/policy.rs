@@ -16,7 +16,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, have, mailnotary, python_json, skip, stderr, stdout};
+use common::{
+    Daemon, export_message, have, mailnotary, openssl_receipt_content, python_json, skip, stderr,
+    stdout,
+};
 use mailnotary::archive::Archive;
 use mailnotary::envelope::{Envelope, Source, now_millis};
 use mailnotary::policy::{Known, Policy};
@@ -204,16 +207,13 @@ fn hash_only_mode_writes_no_byte_of_the_message() {
         }
         // And export has no message to give, but all the evidence.
         let zip = dir.path().join("hr.zip");
-        let mut args = global.to_vec();
-        args.extend([
-            "export",
-            "--message-id",
+        export_message(
+            &data,
+            &global,
             "hr-1@hr.corp.example",
-            "--out",
-            zip.to_str().unwrap(),
-        ]);
-        let out = mailnotary(&data, &args);
-        assert!(out.status.success(), "{}", stderr(&out));
+            &zip,
+            &dir.path().join("hr"),
+        );
         let mut args = global.to_vec();
         args.extend([
             "verify",
@@ -263,25 +263,8 @@ fn archive_mode_seals_the_bytes_and_export_gives_them_back() {
     }
 
     let zip = dir.path().join("b.zip");
-    let out = mailnotary(
-        &data,
-        &[
-            "export",
-            "--message-id",
-            "hr-3@hr.corp.example",
-            "--out",
-            zip.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
     let unzipped = dir.path().join("b");
-    let status = Command::new("python3")
-        .args(["-m", "zipfile", "-e"])
-        .arg(&zip)
-        .arg(&unzipped)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    export_message(&data, &[], "hr-3@hr.corp.example", &zip, &unzipped);
     let exported = std::fs::read(unzipped.join("messages/001.eml")).unwrap();
     assert_eq!(
         hex::encode(Sha256::digest(&exported)),
@@ -442,17 +425,7 @@ fn retention_purges_bytes_but_not_evidence_and_legal_hold_wins() {
     let out = mailnotary(&data, &["verify", files[1].to_str().unwrap(), "--json"]);
     assert_eq!(json_of(&out)["verified"], true);
     let zip = dir.path().join("p.zip");
-    let out = mailnotary(
-        &data,
-        &[
-            "export",
-            "--message-id",
-            "r1@t.example",
-            "--out",
-            zip.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    export_message(&data, &[], "r1@t.example", &zip, &dir.path().join("p"));
     let out = mailnotary(
         &data,
         &[
@@ -819,26 +792,8 @@ name = "rest"
     // The receipt carries the statement and not the subject; OpenSSL
     // verifies it and outputs exactly that content.
     let zip = dir.path().join("s.zip");
-    let mut args = global.to_vec();
-    args.extend([
-        "export",
-        "--message-id",
-        "s@huarui.example.cn",
-        "--out",
-        zip.to_str().unwrap(),
-    ]);
-    let out = mailnotary(&data, &args);
-    assert!(out.status.success(), "{}", stderr(&out));
     let unzipped = dir.path().join("s");
-    assert!(
-        Command::new("python3")
-            .args(["-m", "zipfile", "-e"])
-            .arg(&zip)
-            .arg(&unzipped)
-            .status()
-            .unwrap()
-            .success()
-    );
+    export_message(&data, &global, "s@huarui.example.cn", &zip, &unzipped);
     let content = std::fs::read(unzipped.join("receipts/001.der")).unwrap();
     let has = |needle: &[u8]| content.windows(needle.len()).any(|w| w == needle);
     assert!(has(
@@ -850,19 +805,11 @@ name = "rest"
         "the withheld subject is not in the receipt"
     );
     if have("openssl") {
-        let cms = Command::new("openssl")
-            .args(["cms", "-verify", "-inform", "DER", "-binary", "-in"])
-            .arg(unzipped.join("receipts/001.p7s"))
-            .arg("-CAfile")
-            .arg(data.join("keys/ca.cert.pem"))
-            .output()
-            .unwrap();
-        assert!(
-            cms.status.success(),
-            "{}",
-            String::from_utf8_lossy(&cms.stderr)
+        let output = openssl_receipt_content(
+            &unzipped.join("receipts/001.p7s"),
+            &data.join("keys/ca.cert.pem"),
         );
-        assert_eq!(cms.stdout, content);
+        assert_eq!(output, content);
     } else {
         skip("receipt statement with OpenSSL", "openssl is not installed");
     }
@@ -1038,22 +985,13 @@ fn notifications_wait_for_the_smarthost_and_carry_a_receipt_openssl_accepts() {
             .iter()
             .any(|p| p["filename"] == format!("evidence-{receipt_id}.ers"))
     );
-    let cms = Command::new("openssl")
-        .args(["cms", "-verify", "-inform", "DER", "-binary", "-in"])
-        .arg(p7s["saved"].as_str().unwrap())
-        .arg("-CAfile")
-        .arg(data.join("keys/ca.cert.pem"))
-        .output()
-        .unwrap();
-    assert!(
-        cms.status.success(),
-        "openssl cms -verify: {}",
-        String::from_utf8_lossy(&cms.stderr)
+    let content = openssl_receipt_content(
+        Path::new(p7s["saved"].as_str().unwrap()),
+        &data.join("keys/ca.cert.pem"),
     );
-    assert!(String::from_utf8_lossy(&cms.stderr).contains("Verification successful"));
     // The content OpenSSL returns names this message.
     assert!(
-        cms.stdout
+        content
             .windows(receipt_id.len())
             .any(|w| w == receipt_id.as_bytes())
     );

@@ -384,10 +384,18 @@ impl Archive {
 
     /// Every sighting of `id` after its first arrival, oldest first.
     pub fn sightings(&self, id: &ReceiptId) -> Result<Vec<Sighting>, ArchiveError> {
-        let prefix = keys::key(keys::SIGHTING, &[id.as_bytes()]);
+        self.decode_all(&keys::key(keys::SIGHTING, &[id.as_bytes()]))
+    }
+
+    /// Every record value under `prefix`, in key order; the first that does
+    /// not decode stops the scan with its error.
+    pub(crate) fn decode_all<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Vec<T>, ArchiveError> {
         let mut out = Vec::new();
         let mut error = None;
-        self.store.scan_prefix(&prefix, &mut |_, v| {
+        self.store.scan_prefix(prefix, &mut |_, v| {
             match record::decode(v) {
                 Ok(s) => out.push(s),
                 Err(e) => error = Some(e),

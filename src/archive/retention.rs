@@ -215,19 +215,7 @@ impl Archive {
 
     /// The audit log, oldest first.
     pub fn audit_log(&self) -> Result<Vec<AuditEntry>, ArchiveError> {
-        let mut out = Vec::new();
-        let mut error = None;
-        self.store().scan_prefix(&[keys::AUDIT], &mut |_, v| {
-            match record::decode(v) {
-                Ok(entry) => out.push(entry),
-                Err(e) => error = Some(e),
-            }
-            error.is_none()
-        })?;
-        match error {
-            Some(e) => Err(e.into()),
-            None => Ok(out),
-        }
+        self.decode_all(&[keys::AUDIT])
     }
 
     /// Writes one entry to the audit log.

@@ -132,28 +132,16 @@ pub(crate) fn test(config: &Config, args: &TestArgs, out: &mut dyn Write) -> Res
         None if smtp => "smtp",
         None => "import",
     };
-    let domain = |a: &str| {
-        a.rsplit_once('@')
-            .map(|(_, d)| d.to_string())
-            .unwrap_or_default()
-    };
     let facts = Facts {
-        source: source.into(),
         envelope_from: (source == "smtp").then(|| args.envelope_from.clone().unwrap_or_default()),
         envelope_to: if source == "smtp" {
             args.envelope_to.clone()
         } else {
             Vec::new()
         },
-        from_domains: meta.from.iter().map(|m| domain(&m.address)).collect(),
-        to_domains: meta
-            .to
-            .iter()
-            .chain(&meta.cc)
-            .map(|m| domain(&m.address))
-            .collect(),
         imap_account: args.imap_account.clone().filter(|_| source == "imap"),
         imap_folder: args.imap_folder.clone().filter(|_| source == "imap"),
+        ..Facts::from_headers(source, &meta)
     };
     let steps = policy.explain(&facts);
     let Some((rule, _)) = steps.last() else {

@@ -75,6 +75,40 @@ pub fn have(command: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Checks a signed receipt (`.p7s`) with `openssl cms -verify` against the
+/// CA file `ca`, fails the test when OpenSSL refuses it, and returns the
+/// content OpenSSL puts out.
+pub fn openssl_receipt_content(p7s: &Path, ca: &Path) -> Vec<u8> {
+    let cms = Command::new("openssl")
+        .args(["cms", "-verify", "-inform", "DER", "-binary", "-in"])
+        .arg(p7s)
+        .arg("-CAfile")
+        .arg(ca)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        cms.status.success(),
+        "openssl cms -verify {}: {}",
+        p7s.display(),
+        String::from_utf8_lossy(&cms.stderr)
+    );
+    cms.stdout
+}
+
+/// `mailnotary [global...] export --message-id ID --out ZIP`, which must
+/// succeed, then the bundle unzipped into `dir`.
+pub fn export_message(data: &Path, global: &[&str], message_id: &str, zip: &Path, dir: &Path) {
+    let mut args = global.to_vec();
+    args.extend(["export", "--message-id", message_id, "--out"]);
+    args.push(zip.to_str().expect("a UTF-8 path"));
+    let out = mailnotary(data, &args);
+    assert!(out.status.success(), "export: {}", stderr(&out));
+    zip::ZipArchive::new(std::fs::File::open(zip).expect("the bundle"))
+        .expect("a zip file")
+        .extract(dir)
+        .expect("the bundle unzips");
+}
+
 /// Runs a helper script from `tests/support` with python3 and parses the
 /// JSON it prints; fails the test with the script's error output otherwise.
 pub fn python_json<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> serde_json::Value {
@@ -147,21 +181,10 @@ pub fn dispute_file(n: u32) -> String {
 pub fn openssl_accepts_entry(dir: &Path, entry: &serde_json::Value, root: &str, ca: &Path) {
     let file = |key: &str| dir.join(entry[key].as_str().expect("manifest field"));
     let n = entry["n"].as_str().unwrap_or("?");
-    let cms = Command::new("openssl")
-        .args(["cms", "-verify", "-inform", "DER", "-binary", "-in"])
-        .arg(file("receipt"))
-        .arg("-CAfile")
-        .arg(ca)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        cms.status.success(),
-        "{n}: openssl cms -verify: {}",
-        String::from_utf8_lossy(&cms.stderr)
-    );
     let content = std::fs::read(file("receipt_content")).expect("receipt content");
     assert_eq!(
-        cms.stdout, content,
+        openssl_receipt_content(&file("receipt"), ca),
+        content,
         "{n}: cms -verify outputs the receipt content"
     );
     let ts = Command::new("openssl")
