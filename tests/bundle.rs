@@ -397,3 +397,139 @@ fn verify_against_a_bundle_or_a_receipt_names_each_failure() {
     );
 }
 
+/// The shell blocks of a VERIFY.md, each with the heading above it.
+fn verify_steps(text: &str) -> Vec<(String, String)> {
+    let mut steps = Vec::new();
+    let mut heading = String::new();
+    let mut block: Option<String> = None;
+    for line in text.lines() {
+        match &mut block {
+            Some(script) if line == "```" => {
+                steps.push((heading.clone(), std::mem::take(script)));
+                block = None;
+            }
+            Some(script) => {
+                script.push_str(line);
+                script.push('\n');
+            }
+            None if line == "```sh" => block = Some(String::new()),
+            None if line.starts_with('#') => heading = line.trim_start_matches('#').trim().into(),
+            None => {}
+        }
+    }
+    steps
+}
+
+/// Runs every step of the VERIFY.md in `dir` with bash, as written; returns
+/// the headings of the steps that failed.
+fn failing_steps(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("VERIFY.md")).unwrap();
+    let steps = verify_steps(&text);
+    assert!(steps.len() > 20, "{text}");
+    steps
+        .into_iter()
+        .filter(|(_, script)| {
+            !Command::new("bash")
+                .arg("-c")
+                .arg(script)
+                .current_dir(dir)
+                .output()
+                .unwrap()
+                .status
+                .success()
+        })
+        .map(|(heading, _)| heading)
+        .collect()
+}
+
+fn flip_last_byte(path: &Path, offset_from_end: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = bytes.len() - offset_from_end;
+    bytes[at] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn verify_md_runs_as_written_and_names_the_step_that_fails() {
+    let test = "verify_md_runs_as_written_and_names_the_step_that_fails";
+    if !have("openssl") || !have("bash") || !have("sha256sum") {
+        return skip(test, "needs openssl, bash and sha256sum");
+    }
+    if let Some(why) = bouncy_castle_missing() {
+        return skip(test, &why);
+    }
+    let data = tempfile::tempdir().unwrap();
+    let first: Vec<String> = (1..=4).map(dispute_file).collect();
+    let mut args = vec!["ingest"];
+    args.extend(first.iter().map(String::as_str));
+    assert_eq!(mailnotary(data.path(), &args).status.code(), Some(0));
+    assert_eq!(
+        mailnotary(data.path(), &["ingest", "sample-mails/dispute"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let work = tempfile::tempdir().unwrap();
+    let zip = work.path().join("dispute.zip");
+    let out = export_dispute(data.path(), &zip);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // An empty folder with the bundle's files and nothing else.
+    let dir = work.path().join("unzipped");
+    zip::ZipArchive::new(std::fs::File::open(&zip).unwrap())
+        .unwrap()
+        .extract(&dir)
+        .unwrap();
+
+    assert_eq!(failing_steps(&dir), Vec::<String>::new());
+
+    // One byte of message 003 changed: its step 2, and only that, fails.
+    flip_last_byte(&dir.join("messages/003.eml"), 10);
+    let failed = failing_steps(&dir);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].starts_with("Message 003, step 2"), "{failed:?}");
+    flip_last_byte(&dir.join("messages/003.eml"), 10);
+
+    // One byte of receipt 004's signature: its step 1 fails.
+    flip_last_byte(&dir.join("receipts/004.p7s"), 1);
+    let failed = failing_steps(&dir);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].starts_with("Message 004, step 1"), "{failed:?}");
+    flip_last_byte(&dir.join("receipts/004.p7s"), 1);
+
+    // One byte of an evidence record: step 3 of that message fails.
+    flip_last_byte(&dir.join("evidence/006.ers"), 40);
+    let failed = failing_steps(&dir);
+    assert!(
+        failed.iter().any(|f| f.starts_with("Message 006, step 3")),
+        "{failed:?}"
+    );
+    assert!(
+        failed.iter().all(|f| f.starts_with("Message 006")),
+        "{failed:?}"
+    );
+
+    // The report: every message, in both languages, no script.
+    let report = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    for m in manifest["messages"].as_array().unwrap() {
+        assert!(
+            report.contains(m["raw_sha256"].as_str().unwrap()),
+            "{}",
+            m["n"]
+        );
+        assert!(report.contains(m["receipt_id"].as_str().unwrap()));
+    }
+    for label in [
+        "主题",
+        "Subject",
+        "时间线",
+        "Timeline",
+        "缺失的邮件",
+        "Gaps",
+    ] {
+        assert!(report.contains(label), "{label}");
+    }
+    assert!(!report.contains("<script"));
+    assert!(report.contains("<svg"));
+}

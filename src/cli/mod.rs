@@ -1230,6 +1230,7 @@ fn export(
         &records,
         &mailnotary::tsa::pki::CertFiles::of(data, config.keys.as_ref()),
         &tsa_anchors,
+        &config.gateway.name,
         &args.out,
     )?;
     writeln!(

@@ -2,9 +2,12 @@
 //! Evidence bundles: everything a stranger needs to check messages without
 //! mailnotary, in one zip file.
 //!
-//! Layout (fixed; the human-readable report and VERIFY.md come later):
+//! Layout (fixed):
 //!
 //! ```text
+//! report.html                every message in Chinese and English, a timeline, the gaps
+//! VERIFY.md                  every check as OpenSSL and Bouncy Castle commands
+//! tools/ErsCheck.java        the Bouncy Castle evidence record check VERIFY.md runs
 //! manifest.json              what is in the bundle, message by message
 //! certs/ca.cert.pem          the trust anchor (the gateway's local CA)
 //! certs/tsa.cert.pem         the timestamping certificate
@@ -16,6 +19,7 @@
 //! receipts/NNN.der           the receipt content it signs (DER)
 //! evidence/NNN.ers           the RFC 4998 evidence record (DER)
 //! timestamps/batch-B.tsr     the batch root's RFC 3161 token (DER)
+//! dkim/NNN-NAME.txt          the DKIM key records captured on arrival
 //! ```
 //!
 //! NNN numbers the messages from 001 in date order. The manifest names,
@@ -25,6 +29,8 @@
 //! `receipts/NNN.der`. The zip is written to a temporary file beside the
 //! target and renamed into place, so a failed export leaves no partial
 //! bundle.
+
+pub mod report;
 
 use std::io::Write;
 use std::path::Path;
@@ -72,6 +78,7 @@ pub fn write(
     records: &[MessageRecord],
     certs: &crate::tsa::pki::CertFiles,
     tsa_anchors: &[TsaCertificates],
+    gateway: &str,
     out: &Path,
 ) -> Result<BundleSummary, BundleError> {
     if records.is_empty() {
@@ -107,6 +114,9 @@ pub fn write(
     // after each TSA, so that their tokens can be checked from the bundle.
     let mut tsa_anchor_names = Vec::new();
     let mut tsa_certificate_names = Vec::new();
+    // TSA name -> (its CA file, its further certificates) in the bundle.
+    let mut tsa_files: std::collections::HashMap<String, (Option<String>, Option<String>)> =
+        std::collections::HashMap::new();
     for tsa in tsa_anchors {
         let safe: String = tsa
             .name
@@ -135,6 +145,11 @@ pub fn write(
             };
             let name = format!("certs/tsa-{safe}-{role}.{ext}");
             add(&mut zip, &name, &bytes)?;
+            let files = tsa_files.entry(tsa.name.clone()).or_default();
+            match role {
+                "ca" => files.0 = Some(name.clone()),
+                _ => files.1 = Some(name.clone()),
+            }
             names.push(name);
         }
     }
@@ -142,6 +157,7 @@ pub fn write(
     let mut entries = Vec::new();
     let mut batches = std::collections::BTreeMap::new();
     let mut pending = 0;
+    let mut rows: Vec<report::Row<'_>> = Vec::new();
     for (i, record) in records.iter().enumerate() {
         let n = format!("{:03}", i + 1);
         let id = record.id().map_err(ArchiveError::from)?;
@@ -160,6 +176,13 @@ pub fn write(
         });
         // The DKIM key records captured at arrival, as TXT text, so that
         // a reader can check the signatures without today's DNS.
+        let mut row = report::Row {
+            n: n.clone(),
+            record,
+            message: None,
+            stamp: None,
+            dkim_keys: Vec::new(),
+        };
         if let Some(report) = &record.dkim {
             let mut files = Vec::new();
             for key in &report.keys {
@@ -176,6 +199,9 @@ pub fn write(
                     .collect();
                 let name = format!("dkim/{n}-{safe}.txt");
                 add(&mut zip, &name, text.as_bytes())?;
+                if let Some(sha) = &key.sha256 {
+                    row.dkim_keys.push((name.clone(), sha.clone()));
+                }
                 files.push(json!({ "name": key.name, "file": name, "sha256": key.sha256 }));
             }
             entry["dkim"] = json!(
@@ -197,6 +223,7 @@ pub fn write(
             let name = format!("messages/{n}.eml");
             add(&mut zip, &name, &raw)?;
             entry["message"] = json!(name);
+            row.message = Some(name);
         }
         match (archive.receipt(&id)?, archive.evidence(&id)?) {
             (Some(Receipt { signed, content }), Some(evidence)) => {
@@ -211,8 +238,26 @@ pub fn write(
                         )))
                     })?;
                     add(&mut zip, &format!("timestamps/batch-{batch}.tsr"), &token)?;
-                    slot.insert(evidence.batch.clone());
+                    let gen_time = crate::tsa::token::inspect(&token)
+                        .ok()
+                        .map(|t| t.gen_time.to_rfc3339());
+                    slot.insert((evidence.batch.clone(), gen_time));
                 }
+                let (info, gen_time) = &batches[&batch];
+                let (anchor, untrusted) = match info.tsa.as_str() {
+                    // The built-in TSA is certified by the gateway's CA.
+                    "built-in" => (Some("certs/ca.cert.pem".to_string()), None),
+                    name => tsa_files.get(name).cloned().unwrap_or_default(),
+                };
+                row.stamp = Some(report::Stamp {
+                    batch,
+                    root: evidence.batch.root.clone(),
+                    token: format!("timestamps/batch-{batch}.tsr"),
+                    gen_time: gen_time.clone(),
+                    tsa: info.tsa.clone(),
+                    anchor,
+                    untrusted,
+                });
                 entry["status"] = json!("stamped");
                 entry["receipt"] = json!(format!("receipts/{n}.p7s"));
                 entry["receipt_content"] = json!(format!("receipts/{n}.der"));
@@ -227,16 +272,34 @@ pub fn write(
             }
         }
         entries.push(entry);
+        rows.push(row);
     }
+    let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    add(
+        &mut zip,
+        "report.html",
+        report::report_html(&rows, gateway, &created_at).as_bytes(),
+    )?;
+    add(
+        &mut zip,
+        "VERIFY.md",
+        report::verify_md(&rows, gateway).as_bytes(),
+    )?;
+    add(
+        &mut zip,
+        "tools/ErsCheck.java",
+        report::ERS_CHECK_JAVA.as_bytes(),
+    )?;
 
     let manifest = json!({
         "format": "mailnotary-bundle-1",
-        "created_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "created_at": created_at,
+        "gaps": report::gaps(&rows),
         "trust_anchor": "certs/ca.cert.pem",
         "tsa_trust_anchors": tsa_anchor_names,
         "tsa_certificates": tsa_certificate_names,
         "messages": entries,
-        "batches": batches.values().collect::<Vec<_>>(),
+        "batches": batches.values().map(|(b, _)| b).collect::<Vec<_>>(),
     });
     let manifest = serde_json::to_vec_pretty(&manifest).map_err(|e| write_err(&e))?;
     add(&mut zip, "manifest.json", &manifest)?;
