@@ -374,6 +374,18 @@ pub struct HttpConfig {
     /// Address and port of the HTTP listener (`serve --http` overrides).
     #[serde(default = "default_http_listen")]
     pub listen: String,
+    /// The API's bearer tokens, by salted hash (`mailnotary token create`
+    /// prints a token and its table).
+    #[serde(default, rename = "token")]
+    pub tokens: Vec<crate::api::auth::TokenEntry>,
+    /// The largest upload to `/api/v1/verify`, in MiB; larger ones get 413
+    /// before they are read.
+    #[serde(default = "default_max_upload_mib")]
+    pub max_upload_mib: u64,
+}
+
+fn default_max_upload_mib() -> u64 {
+    50
 }
 
 fn default_http_listen() -> String {
@@ -384,6 +396,8 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_http_listen(),
+            tokens: Vec::new(),
+            max_upload_mib: default_max_upload_mib(),
         }
     }
 }

@@ -33,6 +33,7 @@
 //! hashed or stored.
 
 pub mod analysis;
+pub mod api;
 pub mod archive;
 pub mod bundle;
 pub mod canonical;

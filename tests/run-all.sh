@@ -55,11 +55,13 @@ fi
 
 # Python packages: dkimpy signs the DKIM tests' messages (an independent
 # signer), PyNaCl gives it Ed25519.
-if command -v python3 >/dev/null 2>&1 && ! python3 -c "import dkim, nacl" 2>/dev/null; then
-  echo "installing Python packages: dkimpy pynacl"
-  python3 -m pip install -q dkimpy pynacl >/dev/null 2>&1 ||
-    python3 -m pip install -q --break-system-packages dkimpy pynacl >/dev/null 2>&1 ||
-    echo "warning: pip could not install dkimpy and pynacl"
+# openapi-spec-validator checks the API's OpenAPI document.
+if command -v python3 >/dev/null 2>&1 &&
+  ! python3 -c "import dkim, nacl, openapi_spec_validator" 2>/dev/null; then
+  echo "installing Python packages: dkimpy pynacl openapi-spec-validator"
+  python3 -m pip install -q dkimpy pynacl openapi-spec-validator >/dev/null 2>&1 ||
+    python3 -m pip install -q --break-system-packages dkimpy pynacl openapi-spec-validator >/dev/null 2>&1 ||
+    echo "warning: pip could not install dkimpy, pynacl and openapi-spec-validator"
 fi
 
 skipped=()
@@ -74,6 +76,7 @@ done
 [ -x /usr/sbin/smtp-source ] || { skipped+=("SMTP load with Postfix's smtp-source: postfix is not installed"); require=0; }
 [ -x /usr/sbin/dnsmasq ] || { skipped+=("DKIM tests: dnsmasq-base is not installed"); require=0; }
 python3 -c "import dkim, nacl" 2>/dev/null || { skipped+=("DKIM tests with dkimpy: the Python packages dkimpy and pynacl are not installed"); require=0; }
+python3 -c "import openapi_spec_validator" 2>/dev/null || { skipped+=("OpenAPI validation: the Python package openapi-spec-validator is not installed"); require=0; }
 perl -MNet::SSLeay -e1 2>/dev/null || { skipped+=("swaks with STARTTLS: libio-socket-ssl-perl is not installed"); require=0; }
 # With every tool present, a test that would skip fails instead, so that a
 # broken install cannot pass silently.

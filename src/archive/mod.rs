@@ -31,6 +31,7 @@ pub mod seal;
 pub mod stamper;
 pub mod thread;
 pub mod verify;
+pub mod view;
 
 use std::path::Path;
 use std::sync::{Arc, LazyLock, OnceLock};
@@ -421,6 +422,17 @@ impl Archive {
             true
         })?;
         Ok(count)
+    }
+
+    /// The oldest message still waiting for its timestamp (receipt ids
+    /// sort by time).
+    pub fn oldest_pending(&self) -> Result<Option<ReceiptId>, ArchiveError> {
+        let mut first = None;
+        self.store.scan_prefix(&[keys::PENDING], &mut |k, _| {
+            first = ReceiptId::from_slice(&k[1..]);
+            false
+        })?;
+        Ok(first)
     }
 
     /// Closes the store after pending writes are committed.

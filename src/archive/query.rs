@@ -255,3 +255,45 @@ fn read_thread(bytes: &[u8]) -> Result<ThreadId, StoreError> {
         .map(ThreadId)
         .ok_or_else(|| StoreError::Corrupt("thread number is not 8 bytes".into()))
 }
+
+/// Reads a time given as RFC 3339 or as a date (`2026-03-01`: its first
+/// second, or with `end_of_day` its last); Unix seconds.
+pub fn parse_time(text: &str, end_of_day: bool) -> Result<i64, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let time = if end_of_day {
+            d.and_hms_opt(23, 59, 59)
+        } else {
+            d.and_hms_opt(0, 0, 0)
+        };
+        if let Some(t) = time {
+            return Ok(t.and_utc().timestamp());
+        }
+    }
+    Err(format!(
+        "cannot read {text:?} as a time: use 2026-03-01 or 2026-03-01T09:30:00+08:00"
+    ))
+}
+
+impl Archive {
+    /// The messages `query` selects, in date order; for a thread, also the
+    /// thread with its gaps (read once for both).
+    pub fn lookup(
+        &self,
+        query: &Query,
+    ) -> Result<(Vec<MessageRecord>, Option<ThreadView>), ArchiveError> {
+        match &query.selector {
+            Selector::Thread(text) => match self.resolve_thread(text)? {
+                Some(t) => {
+                    let mut view = self.thread(t)?;
+                    view.messages.retain(|r| query.in_range(r));
+                    Ok((std::mem::take(&mut view.messages), Some(view)))
+                }
+                None => Ok((Vec::new(), None)),
+            },
+            _ => Ok((self.find(query)?, None)),
+        }
+    }
+}

@@ -20,7 +20,8 @@ use mailnotary::analysis::{Mailbox, analyze};
 use mailnotary::archive::evidence::ReceiptSigner;
 use mailnotary::archive::evidence::Stamper;
 use mailnotary::archive::query::{Query, Selector};
-use mailnotary::archive::{Archive, Ingested, MessageRecord};
+use mailnotary::archive::view::{message_json, millis_rfc3339};
+use mailnotary::archive::{Archive, Ingested};
 use mailnotary::config::Config;
 use mailnotary::config::StampingMode;
 use mailnotary::envelope::{Envelope, Source, now_millis};
@@ -131,6 +132,12 @@ enum Command {
     Purge,
     /// Put a thread under legal hold, or release it.
     Hold(policy::HoldArgs),
+    /// API tokens: `token create --name NAME --scope read` prints a new
+    /// token once, and the [[http.token]] table that accepts it.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Print the audit log: purges, holds, notifications.
     Audit {
         /// Print JSON.
@@ -316,6 +323,9 @@ fn execute(cli: Cli) -> Result<i32> {
             show_canonical,
             json,
         } => digest(&file, show_canonical, json),
+        Command::Token {
+            command: TokenCommand::Create { name, scope },
+        } => token_create(&name, &scope),
         Command::Policy {
             command: policy::PolicyCommand::Test(args),
         } => policy::test(&config, &args, &mut std::io::stdout().lock()),
@@ -350,6 +360,7 @@ impl Command {
             Command::Purge => "purge",
             Command::Hold(_) => "hold",
             Command::Audit { .. } => "audit",
+            Command::Token { .. } => "token",
         }
     }
 
@@ -894,20 +905,7 @@ fn plural(n: u64) -> &'static str {
 }
 
 fn parse_time(text: &str, end_of_day: bool) -> Result<i64> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.timestamp());
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        let time = if end_of_day {
-            d.and_hms_opt(23, 59, 59)
-        } else {
-            d.and_hms_opt(0, 0, 0)
-        };
-        if let Some(t) = time {
-            return Ok(t.and_utc().timestamp());
-        }
-    }
-    bail!("cannot read {text:?} as a time: use 2026-03-01 or 2026-03-01T09:30:00+08:00")
+    mailnotary::archive::query::parse_time(text, end_of_day).map_err(anyhow::Error::msg)
 }
 
 fn lookup(archive: &Archive, args: &LookupArgs, output: &mut Output<'_>) -> Result<i32> {
@@ -936,18 +934,7 @@ fn lookup(archive: &Archive, args: &LookupArgs, output: &mut Output<'_>) -> Resu
             .map(|t| parse_time(t, true))
             .transpose()?,
     };
-    // A thread lookup reads the thread once, for its messages and its gaps.
-    let (records, thread) = match &selector {
-        Selector::Thread(text) => match archive.resolve_thread(text)? {
-            Some(t) => {
-                let mut view = archive.thread(t)?;
-                view.messages.retain(|r| query.in_range(r));
-                (std::mem::take(&mut view.messages), Some(view))
-            }
-            None => (Vec::new(), None),
-        },
-        _ => (archive.find(&query)?, None),
-    };
+    let (records, thread) = archive.lookup(&query)?;
 
     let mut out = &mut *output.out;
     if args.json {
@@ -1003,71 +990,66 @@ fn join_mailboxes(list: &[Mailbox]) -> String {
         .join(", ")
 }
 
-fn millis_rfc3339(millis: u64) -> String {
-    chrono::DateTime::from_timestamp_millis(millis as i64)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a new API token.
+    Create {
+        /// Who will hold it (shown in the audit log).
+        #[arg(long)]
+        name: String,
+        /// A scope: read, export, verify or admin (repeat for several).
+        #[arg(long, required = true)]
+        scope: Vec<String>,
+    },
 }
 
-fn message_json(archive: &Archive, r: &MessageRecord) -> Result<serde_json::Value> {
-    let id = r.id()?;
-    let pending = archive.is_pending(&id)?;
-    let evidence = archive.evidence(&id)?;
-    let thread = archive.thread_of(r)?;
-    let sightings = archive.sightings(&id)?;
-    let purged = archive.purged(&id)?;
-    // Every arrival of these bytes, the first one included.
-    let seen: Vec<_> = std::iter::once(&r.envelope)
-        .chain(sightings.iter().map(|s| &s.envelope))
-        .map(|e| json!({ "received_at": millis_rfc3339(e.received_at), "source": e.source }))
-        .collect();
-    let m = &r.metadata;
-    Ok(json!({
-        "receipt_id": r.receipt_id,
-        "message_id": m.message_id,
-        "thread_id": thread.to_string(),
-        "date": m.date,
-        "from": m.from,
-        "to": m.to,
-        "cc": m.cc,
-        "subject": m.subject,
-        "in_reply_to": m.in_reply_to,
-        "references": m.references,
-        "status": if pending { "pending" } else { "stamped" },
-        "stamped_at": evidence.as_ref().map(|e| millis_rfc3339(e.batch.stamped_at)),
-        "batch": evidence.as_ref().map(|e| e.batch.number),
-        "tsa": evidence.as_ref().map(|e| e.batch.tsa.clone()),
-        "received_at": millis_rfc3339(r.envelope.received_at),
-        "source": r.envelope.source,
-        "raw_sha256": r.digests.raw,
-        "canonical_sha256": r.digests.canonical,
-        "canonical_algorithm": r.digests.canonical_algorithm,
-        "parts": r.digests.parts,
-        "size": r.size,
-        "mode": r.mode.name(),
-        "anomalies": r.anomalies,
-        "sightings": sightings.len(),
-        "seen": seen,
-        "policy": {
-            "rule": if r.policy.rule.is_empty() { "default" } else { r.policy.rule.as_str() },
-            "retention": r.policy.retention,
-            "expires_at": r.policy.expires_at.map(millis_rfc3339),
-            "withheld": r.policy.withheld,
-            "tsa": r.policy.tsa,
-        },
-        "stored": r.mode == mailnotary::archive::Mode::Archive && purged.is_none(),
-        "purged_at": purged.map(|p| millis_rfc3339(p.at)),
-        "legal_hold": archive.hold(thread)?.is_some(),
-        "dkim": r.dkim.as_ref().map_or_else(Vec::new, |d| d.signatures.iter().map(|v| serde_json::json!({
-            "domain": v.domain,
-            "selector": v.selector,
-            "algorithm": v.algorithm,
-            "result": v.result,
-            "reason": v.reason,
-            "key_sha256": d.key(&v.key_name()).and_then(|k| k.sha256.clone()),
-        })).collect()),
-        "arc": r.dkim.as_ref().and_then(|d| d.arc.as_ref()),
-    }))
+/// `mailnotary token create`: the token on standard output once, and the
+/// table for the configuration, which keeps only its salted hash.
+fn token_create(name: &str, scopes: &[String]) -> Result<i32> {
+    use mailnotary::api::auth::{Scope, create};
+    let mut parsed = Vec::new();
+    for s in scopes.iter().flat_map(|s| s.split(',')) {
+        let scope = Scope::parse(s.trim()).map_err(anyhow::Error::msg)?;
+        if !parsed.contains(&scope) {
+            parsed.push(scope);
+        }
+    }
+    if name.trim().is_empty() || name.contains(['"', '\\', '\n']) {
+        bail!("--name must be a plain name, such as \"compliance\"");
+    }
+    let (token, entry) = create(name, parsed).map_err(anyhow::Error::msg)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "token (shown once; give it to {name}): {token}")?;
+    writeln!(out)?;
+    writeln!(out, "add to the configuration, then restart serve:")?;
+    writeln!(out)?;
+    writeln!(out, "[[http.token]]")?;
+    writeln!(out, "name = \"{}\"", entry.name)?;
+    writeln!(out, "hash = \"{}\"", entry.hash)?;
+    writeln!(
+        out,
+        "scopes = [{}]",
+        entry
+            .scopes
+            .iter()
+            .map(|s| format!("\"{}\"", s.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    Ok(0)
+}
+
+/// The certificate files of the configured TSAs, which bundles carry.
+fn tsa_certificates(config: &Config) -> Vec<mailnotary::bundle::TsaCertificates> {
+    config
+        .tsa
+        .iter()
+        .map(|t| mailnotary::bundle::TsaCertificates {
+            name: t.name.clone(),
+            ca_file: t.ca_file.clone(),
+            certs_file: t.certs_file.clone(),
+        })
+        .collect()
 }
 
 fn check(archive: &Archive, data: &Path, config: &Config, output: &mut Output<'_>) -> Result<i32> {
@@ -1216,15 +1198,7 @@ fn export(
         writeln!(output.err, "no message matches; nothing exported")?;
         return Ok(1);
     }
-    let tsa_anchors: Vec<mailnotary::bundle::TsaCertificates> = config
-        .tsa
-        .iter()
-        .map(|t| mailnotary::bundle::TsaCertificates {
-            name: t.name.clone(),
-            ca_file: t.ca_file.clone(),
-            certs_file: t.certs_file.clone(),
-        })
-        .collect();
+    let tsa_anchors = tsa_certificates(config);
     let summary = mailnotary::bundle::write(
         archive,
         &records,

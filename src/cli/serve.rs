@@ -131,6 +131,15 @@ pub(crate) fn run(
             .context("cannot start the housekeeping thread")?
     };
 
+    // The API's administrator token, made on first start when the
+    // configuration names no token.
+    let admin = if config.http.tokens.is_empty() {
+        let (entry, made) = mailnotary::api::admin_token(&archive, data)
+            .map_err(|e| anyhow::anyhow!("cannot prepare the API token: {e}"))?;
+        (Some(entry), made)
+    } else {
+        (None, None)
+    };
     let outcome = runtime.block_on(async {
         let smtp_listener = tokio::net::TcpListener::bind(&smtp_addr)
             .await
@@ -156,11 +165,8 @@ pub(crate) fn run(
             data: data.to_path_buf(),
         });
         let smtp_task = tokio::spawn(smtp::serve(Arc::clone(&shared), smtp_listener));
-        let http_task = tokio::spawn(health::serve(
-            http_listener,
-            Arc::clone(&daemon),
-            stop_rx.clone(),
-        ));
+        let api = api_state(data, config, &archive, &daemon, admin.0.clone())?;
+        let http_task = tokio::spawn(http_serve(http_listener, api, stop_rx.clone()));
         let imap_tasks: Vec<_> = accounts
             .iter()
             .map(|account| {
@@ -204,7 +210,19 @@ pub(crate) fn run(
                     ""
                 }
             )?;
-            writeln!(out, "http: listening on http://{http_local}/healthz")?;
+            writeln!(
+                out,
+                "http: listening on http://{http_local}/ (API under /api/v1, /healthz, /metrics)"
+            )?;
+            if let Some(path) = &admin.1 {
+                writeln!(
+                    out,
+                    "http: an administrator API token was written to {} (readable by this user \
+                     only); copy it somewhere safe and delete the file, or list your own tokens \
+                     in [http] (mailnotary token create)",
+                    path.display()
+                )?;
+            }
             for account in &accounts {
                 writeln!(
                     out,
@@ -351,56 +369,86 @@ fn system_hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// The HTTP side until the API: `/healthz`.
-mod health {
-    use std::sync::Arc;
-
-    use axum::Router;
-    use axum::extract::State;
-    use axum::response::IntoResponse;
-    use axum::routing::get;
-
-    use super::Daemon;
-
-    pub(super) async fn serve(
-        listener: tokio::net::TcpListener,
-        daemon: Arc<Daemon>,
-        mut stopping: tokio::sync::watch::Receiver<bool>,
-    ) {
-        let app = Router::new()
-            .route("/healthz", get(healthz))
-            .with_state(daemon);
-        let shutdown = async move {
-            let _ = stopping.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "the HTTP listener failed");
-        }
+/// The API's state: the archive, the tokens (the configured ones, or the
+/// administrator token of the embedded default), the trust anchors of
+/// verify, what export needs, and the daemon's status and figures.
+fn api_state(
+    data: &Path,
+    config: &Config,
+    archive: &Arc<Archive>,
+    daemon: &Arc<Daemon>,
+    admin: Option<mailnotary::api::auth::TokenEntry>,
+) -> Result<Arc<mailnotary::api::ApiState>> {
+    let mut tokens = config.http.tokens.clone();
+    for token in &tokens {
+        token
+            .check()
+            .map_err(|e| anyhow::anyhow!("[http] token: {e}"))?;
     }
-
-    async fn healthz(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
-        let task = Arc::clone(&daemon);
-        let status = tokio::task::spawn_blocking(move || task.status(&task.smtp.archive))
-            .await
-            .ok()
-            .and_then(Result::ok);
-        let (code, body) = match status {
-            Some(mut body) => {
+    tokens.extend(admin);
+    let trust = super::verify::default_trust(data, config, &[])?
+        .unwrap_or_else(|| mailnotary::signing::Trust::new(Vec::new()));
+    let export = mailnotary::api::ExportSetup {
+        certs: mailnotary::tsa::pki::CertFiles::of(data, config.keys.as_ref()),
+        tsa_anchors: super::tsa_certificates(config),
+        gateway: config.gateway.name.clone(),
+    };
+    let status = {
+        let daemon = Arc::clone(daemon);
+        let archive = Arc::clone(archive);
+        Box::new(move || match daemon.status(&archive) {
+            Ok(mut body) => {
                 body["status"] = "ok".into();
-                (axum::http::StatusCode::OK, body)
+                body
             }
-            None => (
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::json!({ "status": "store error" }),
-            ),
-        };
-        (
-            code,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
+            Err(e) => serde_json::json!({ "status": "store error", "error": e.to_string() }),
+        })
+    };
+    let metrics = {
+        let daemon = Arc::clone(daemon);
+        let archive = Arc::clone(archive);
+        Box::new(move || {
+            let c = &daemon.smtp.counters;
+            let figures = mailnotary::api::Figures {
+                smtp_sessions: c.sessions.load(Ordering::Relaxed),
+                smtp_accepted: c.accepted.load(Ordering::Relaxed),
+                smtp_rejected: c.rejected.load(Ordering::Relaxed),
+                imap_states: daemon
+                    .imap
+                    .snapshot()
+                    .into_iter()
+                    .map(|(name, s)| (name, s.state))
+                    .collect(),
+            };
+            mailnotary::api::metrics_text(&archive, &figures)
+                .unwrap_or_else(|e| format!("# the store could not be read: {e}\n"))
+        })
+    };
+    Ok(Arc::new(mailnotary::api::ApiState {
+        archive: Arc::clone(archive),
+        tokens,
+        trust: Arc::new(trust),
+        export,
+        status,
+        metrics,
+        max_upload: usize::try_from(config.http.max_upload_mib.saturating_mul(1024 * 1024))
+            .unwrap_or(usize::MAX),
+    }))
+}
+
+/// Serves the API until the daemon stops.
+async fn http_serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<mailnotary::api::ApiState>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let shutdown = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, mailnotary::api::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "the HTTP listener failed");
     }
 }

@@ -1,0 +1,493 @@
+// SPDX-License-Identifier: Apache-2.0 OR MIT
+//! The HTTP API of a running daemon: every endpoint, each scope boundary
+//! (401 and 403), paging, malformed queries (400), an oversized upload
+//! (413), receipts that OpenSSL accepts, bundles, the audit log of API
+//! use, the OpenAPI document (checked against the routes in the code and,
+//! when installed, by openapi-spec-validator), and the administrator token
+//! of the embedded default.
+// A panic is how a test reports a failure.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Daemon, have, mailnotary, root, skip, stderr, stdout};
+use serde_json::Value;
+
+struct Reply {
+    status: u16,
+    content_type: String,
+    body: Vec<u8>,
+    www_authenticate: Option<String>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn get(daemon: &Daemon, path: &str, token: Option<&str>) -> Reply {
+    let mut request = agent().get(format!("http://{}{path}", daemon.http));
+    if let Some(t) = token {
+        request = request.header("Authorization", format!("Bearer {t}"));
+    }
+    let mut response = request.call().unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (content_type, www_authenticate) = (header("content-type"), header("www-authenticate"));
+    Reply {
+        status: response.status().as_u16(),
+        content_type: content_type.unwrap_or_default(),
+        body: response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_vec()
+            .unwrap(),
+        www_authenticate,
+    }
+}
+
+/// POSTs a multipart form with curl, an independent client; returns the
+/// status and the body.
+fn post_form(daemon: &Daemon, path: &str, token: &str, fields: &[(&str, &Path)]) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-w", "\n%{http_code}", "-H"])
+        .arg(format!("Authorization: Bearer {token}"));
+    for (name, file) in fields {
+        cmd.arg("-F").arg(format!("{name}=@{}", file.display()));
+    }
+    let out = cmd
+        .arg(format!("http://{}{path}", daemon.http))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_string())
+}
+
+/// A new token from `mailnotary token create`, and its config table.
+fn token(name: &str, scope: &str) -> (String, String) {
+    let out = mailnotary(
+        Path::new("/nonexistent"),
+        &["token", "create", "--name", name, "--scope", scope],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let token = text
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let table = text[text.find("[[http.token]]").unwrap()..].to_string();
+    (token, table)
+}
+
+const THREAD: &str = "<202603161448057719204@huarui-precision.example>";
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn every_endpoint_with_its_scopes_and_paging() {
+    let test = "every_endpoint_with_its_scopes_and_paging";
+    if !have("curl") || !have("openssl") {
+        return skip(test, "needs curl and openssl");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (reader, t1) = token("reader", "read");
+    let (exporter, t2) = token("exporter", "export");
+    let (verifier, t3) = token("verifier", "verify");
+    let config = dir.path().join("mailnotary.toml");
+    std::fs::write(
+        &config,
+        format!("[stamping]\nwindow_ms = 200\n[http]\nmax_upload_mib = 1\n\n{t1}\n{t2}\n{t3}"),
+    )
+    .unwrap();
+    let global = ["--config", config.to_str().unwrap()];
+    let daemon = Daemon::start(&data, &global);
+    let mut args = global.to_vec();
+    args.extend(["ingest", "sample-mails/dispute"]);
+    let out = mailnotary(&data, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    daemon.wait_stamped(Duration::from_secs(30));
+    assert!(
+        !data.join("keys/admin.token").exists(),
+        "no administrator token when the configuration lists tokens"
+    );
+
+    // 401 without a token or with a wrong one; 403 outside the scope.
+    let r = get(&daemon, "/api/v1/messages", None);
+    assert_eq!(r.status, 401);
+    assert!(r.www_authenticate.as_deref().unwrap().starts_with("Bearer"));
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization")
+    );
+    assert_eq!(
+        get(&daemon, "/api/v1/messages", Some("mn_wrong")).status,
+        401
+    );
+    let mut forged = reader.clone();
+    forged.replace_range(10..11, if &reader[10..11] == "A" { "B" } else { "A" });
+    assert_eq!(get(&daemon, "/api/v1/messages", Some(&forged)).status, 401);
+    let r = get(&daemon, "/api/v1/messages", Some(&exporter));
+    assert_eq!(r.status, 403);
+    assert!(r.json()["error"].as_str().unwrap().contains("\"read\""));
+    assert_eq!(
+        get(
+            &daemon,
+            &format!("/api/v1/export?thread={}", encode(THREAD)),
+            Some(&reader)
+        )
+        .status,
+        403
+    );
+    assert_eq!(get(&daemon, "/metrics", None).status, 401);
+    assert_eq!(get(&daemon, "/metrics", Some(&verifier)).status, 403);
+
+    // Paging: the pages add up to every message, once.
+    let all = get(&daemon, "/api/v1/messages", Some(&reader)).json();
+    assert_eq!(all["total"], 9);
+    let mut seen = Vec::new();
+    for offset in [0, 4, 8] {
+        let page = get(
+            &daemon,
+            &format!("/api/v1/messages?limit=4&offset={offset}"),
+            Some(&reader),
+        )
+        .json();
+        assert_eq!(page["total"], 9);
+        assert_eq!(page["offset"], offset);
+        for m in page["messages"].as_array().unwrap() {
+            seen.push(m["receipt_id"].as_str().unwrap().to_string());
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((seen.len(), unique.len()), (9, 9));
+    let beyond = get(&daemon, "/api/v1/messages?offset=50", Some(&reader)).json();
+    assert_eq!(beyond["messages"], serde_json::json!([]));
+
+    // Filters as in lookup.
+    let by_subject = get(&daemon, "/api/v1/messages?subject=price", Some(&reader)).json();
+    assert!(by_subject["total"].as_u64().unwrap() >= 1);
+    let since = get(&daemon, "/api/v1/messages?since=2099-01-01", Some(&reader)).json();
+    assert_eq!(since["total"], 0);
+
+    // Malformed queries: 400 with the reason.
+    for (query, says) in [
+        ("limit=0", "limit"),
+        ("limit=ten", "whole number"),
+        ("subject=a&address=b", "at most one"),
+        ("since=yesterday", "since"),
+        ("colour=red", "unknown parameter"),
+    ] {
+        let r = get(&daemon, &format!("/api/v1/messages?{query}"), Some(&reader));
+        assert_eq!(r.status, 400, "{query}");
+        let error = r.json()["error"].as_str().unwrap().to_string();
+        assert!(error.contains(says), "{query}: {error}");
+    }
+
+    // One message, its thread with gaps, its receipt.
+    let first = &all["messages"][0];
+    let id = first["receipt_id"].as_str().unwrap();
+    let one = get(&daemon, &format!("/api/v1/messages/{id}"), Some(&reader));
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json()["raw_sha256"], first["raw_sha256"]);
+    assert_eq!(
+        get(&daemon, "/api/v1/messages/not-an-id", Some(&reader)).status,
+        400
+    );
+    assert_eq!(
+        get(
+            &daemon,
+            "/api/v1/messages/00000000000000000000000000",
+            Some(&reader)
+        )
+        .status,
+        404
+    );
+    let thread = get(
+        &daemon,
+        &format!("/api/v1/threads/{}", encode(THREAD)),
+        Some(&reader),
+    );
+    assert_eq!(thread.status, 200);
+    let thread = thread.json();
+    assert_eq!(thread["messages"].as_array().unwrap().len(), 9);
+    assert!(thread["gaps"].is_array());
+    assert_eq!(
+        get(
+            &daemon,
+            "/api/v1/threads/%3Cnobody%40nowhere%3E",
+            Some(&reader)
+        )
+        .status,
+        404
+    );
+    let der = get(
+        &daemon,
+        &format!("/api/v1/messages/{id}/receipt"),
+        Some(&reader),
+    );
+    assert_eq!(der.status, 200);
+    assert_eq!(der.content_type, "application/pkcs7-mime");
+    let pem = get(
+        &daemon,
+        &format!("/api/v1/messages/{id}/receipt?format=pem"),
+        Some(&reader),
+    );
+    assert!(String::from_utf8_lossy(&pem.body).starts_with("-----BEGIN CMS-----"));
+    for (bytes, form) in [(&der.body, "DER"), (&pem.body, "PEM")] {
+        let file = dir.path().join(format!("receipt.{form}"));
+        std::fs::write(&file, bytes).unwrap();
+        let ok = Command::new("openssl")
+            .args(["cms", "-verify", "-binary", "-inform", form, "-in"])
+            .arg(&file)
+            .arg("-CAfile")
+            .arg(data.join("keys/ca.cert.pem"))
+            .arg("-out")
+            .arg("/dev/null")
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{form}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+    }
+    assert_eq!(
+        get(
+            &daemon,
+            &format!("/api/v1/messages/{id}/receipt?format=xml"),
+            Some(&reader)
+        )
+        .status,
+        400
+    );
+
+    // Export: a zip with the whole thread.
+    let zip = get(
+        &daemon,
+        &format!("/api/v1/export?thread={}", encode(THREAD)),
+        Some(&exporter),
+    );
+    assert_eq!(zip.status, 200);
+    assert_eq!(zip.content_type, "application/zip");
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip.body)).unwrap();
+    let manifest: Value =
+        serde_json::from_reader(archive.by_name("manifest.json").unwrap()).unwrap();
+    assert_eq!(manifest["messages"].as_array().unwrap().len(), 9);
+    assert!(archive.by_name("VERIFY.md").is_ok());
+    assert_eq!(
+        get(&daemon, "/api/v1/export", Some(&exporter)).status,
+        400,
+        "export needs a thread or a Message-ID"
+    );
+
+    // Verify: a stored message, a stranger's file, an oversized upload.
+    let message = root().join("sample-mails/dispute/05-price-claim.eml");
+    let (code, body) = post_form(&daemon, "/api/v1/verify", &verifier, &[("file", &message)]);
+    assert_eq!(code, 200, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["verified"], true, "{report:#}");
+    assert_eq!(report["matched"], "raw");
+    let (code, body) = post_form(
+        &daemon,
+        "/api/v1/verify",
+        &verifier,
+        &[("file", &root().join("README.md"))],
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["verified"],
+        false
+    );
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, vec![b'x'; 2 * 1024 * 1024]).unwrap();
+    let (code, _) = post_form(&daemon, "/api/v1/verify", &verifier, &[("file", &big)]);
+    assert_eq!(code, 413);
+    let (code, body) = post_form(&daemon, "/api/v1/verify", &reader, &[("file", &message)]);
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = post_form(&daemon, "/api/v1/verify", &verifier, &[("photo", &message)]);
+    assert_eq!(code, 400, "{body}");
+
+    // Metrics in the Prometheus format.
+    let metrics = get(&daemon, "/metrics", Some(&reader));
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(text.contains("\nmailnotary_pending_messages 0\n"), "{text}");
+    assert!(
+        text.contains("# TYPE mailnotary_batches_total counter"),
+        "{text}"
+    );
+    assert!(!text.contains("\nmailnotary_batches_total 0\n"), "{text}");
+
+    // Unknown paths: 404 with a pointer.
+    let r = get(&daemon, "/api/v2/messages", Some(&reader));
+    assert_eq!(r.status, 404);
+    assert!(r.json()["error"].as_str().unwrap().contains("openapi.json"));
+
+    // The audit log names who did what.
+    let out = mailnotary(&data, &["audit", "--json"]);
+    let log: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pairs: Vec<(String, String)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap().to_string(),
+                e["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (actor, action) in [
+        ("api:reader", "api-query"),
+        ("api:reader", "api-receipt"),
+        ("api:exporter", "api-export"),
+        ("api:verifier", "api-verify"),
+    ] {
+        assert!(
+            pairs.iter().any(|(a, b)| a == actor && b == action),
+            "{actor} {action} missing from {pairs:?}"
+        );
+    }
+    assert_eq!(daemon.stop().code(), Some(0));
+}
+
+#[test]
+fn the_openapi_document_lists_every_route_and_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("data"), &[]);
+    let r = get(&daemon, "/api/v1/openapi.json", None);
+    assert_eq!(r.status, 200);
+    let doc = r.json();
+    let documented: Vec<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
+    // The routes as the code declares them.
+    let code = std::fs::read_to_string(root().join("src/api/mod.rs")).unwrap();
+    let routes: Vec<String> = code
+        .match_indices(".route(")
+        .map(|(at, m)| {
+            let rest = code[at + m.len()..].trim_start();
+            let rest = rest.strip_prefix('"').unwrap();
+            rest[..rest.find('"').unwrap()].to_string()
+        })
+        .collect();
+    assert!(routes.len() >= 8, "{routes:?}");
+    let mut a = routes.clone();
+    let mut b = documented.clone();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "the OpenAPI paths and the router's routes differ");
+
+    let check = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys\nfrom openapi_spec_validator import validate\n\
+             validate(json.load(open(sys.argv[1])))\nprint('valid')",
+        ])
+        .arg(root().join("src/api/openapi.json"))
+        .output();
+    match check {
+        Ok(out) if out.status.success() => {
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "valid")
+        }
+        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("ModuleNotFoundError") => skip(
+            "the_openapi_document_lists_every_route_and_is_valid (validator part)",
+            "the Python package openapi-spec-validator is not installed",
+        ),
+        Ok(out) => panic!(
+            "openapi-spec-validator: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => panic!("python3: {e}"),
+    }
+    assert_eq!(daemon.stop().code(), Some(0));
+}
+
+#[test]
+fn the_embedded_default_makes_one_admin_token_and_keeps_only_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let daemon = Daemon::start(&data, &[]);
+    let file = data.join("keys/admin.token");
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let r = get(&daemon, "/api/v1/messages", Some(&token));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["total"], 0);
+    assert_eq!(daemon.stop().code(), Some(0));
+    // The store holds the hash only; the token is in no other file.
+    let holding: Vec<String> = walk(&data)
+        .into_iter()
+        .filter(|p| p != &file)
+        .filter(|p| {
+            std::fs::read(p)
+                .unwrap_or_default()
+                .windows(token.len())
+                .any(|w| w == token.as_bytes())
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(holding.is_empty(), "{holding:?}");
+
+    // The operator took the token and deleted the file: a restart makes no
+    // new one, and the old one still works.
+    std::fs::remove_file(&file).unwrap();
+    let daemon = Daemon::start(&data, &[]);
+    assert!(!file.exists());
+    assert_eq!(get(&daemon, "/api/v1/messages", Some(&token)).status, 200);
+    assert_eq!(daemon.stop().code(), Some(0));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
