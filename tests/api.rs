@@ -491,3 +491,220 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Starts a daemon with one admin token and the dispute thread stamped.
+fn daemon_with_dispute(dir: &Path) -> (Daemon, String) {
+    let data = dir.join("data");
+    let (admin, table) = token("officer", "admin");
+    let config = dir.join("mailnotary.toml");
+    std::fs::write(&config, format!("[stamping]\nwindow_ms = 200\n\n{table}")).unwrap();
+    let global = ["--config", config.to_str().unwrap()];
+    let daemon = Daemon::start(&data, &global);
+    let mut args = global.to_vec();
+    args.extend(["ingest", "sample-mails/dispute"]);
+    let out = mailnotary(&data, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    daemon.wait_stamped(Duration::from_secs(30));
+    (daemon, admin)
+}
+
+/// GET with cookies.
+fn get_with_cookies(daemon: &Daemon, path: &str, cookies: &str) -> Reply {
+    let mut response = agent()
+        .get(format!("http://{}{path}", daemon.http))
+        .header("Cookie", cookies)
+        .header("Accept-Language", "en")
+        .call()
+        .unwrap();
+    Reply {
+        status: response.status().as_u16(),
+        content_type: response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        body: response.body_mut().read_to_vec().unwrap(),
+        www_authenticate: None,
+    }
+}
+
+#[test]
+fn the_web_page_signs_in_by_cookie_and_escapes_what_senders_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, admin) = daemon_with_dispute(dir.path());
+    // A message whose subject is markup.
+    let hostile = dir.path().join("hostile.eml");
+    std::fs::write(
+        &hostile,
+        "From: x@evil.example\r\nSubject: <script>alert(1)</script> price\r\n\
+         Message-ID: <hostile@evil.example>\r\n\r\nbody\r\n",
+    )
+    .unwrap();
+    // A reply in the thread to a message the gateway never received.
+    let reply = dir.path().join("reply.eml");
+    std::fs::write(
+        &reply,
+        format!(
+            "From: liwei@huarui-precision.example\r\nSubject: Re: price\r\n\
+             Message-ID: <late-reply@huarui-precision.example>\r\n\
+             In-Reply-To: <never-arrived@huarui-precision.example>\r\n\
+             References: {THREAD} <never-arrived@huarui-precision.example>\r\n\r\nsee below\r\n"
+        ),
+    )
+    .unwrap();
+    let out = mailnotary(
+        &daemon.data,
+        &["ingest", hostile.to_str().unwrap(), reply.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Not signed in: the sign-in form, 401.
+    let r = get_with_cookies(&daemon, "/ui", "");
+    assert_eq!(r.status, 401);
+    assert!(String::from_utf8_lossy(&r.body).contains("name=\"token\""));
+    // A wrong token is refused at sign-in.
+    let refused = agent()
+        .post(format!("http://{}/ui/login", daemon.http))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send("token=mn_nothing")
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    // The right one sets an HttpOnly, SameSite=Strict cookie.
+    let ok = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .new_agent()
+        .post(format!("http://{}/ui/login", daemon.http))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(format!("token={admin}"))
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 303);
+    let set = ok.headers().get("set-cookie").unwrap().to_str().unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookies = format!("mn_token={admin}");
+
+    let r = get_with_cookies(&daemon, "/ui?kind=subject&q=price", &cookies);
+    assert_eq!(r.status, 200);
+    let page = String::from_utf8(r.body).unwrap();
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>alert"), "{page}");
+    assert!(page.contains("class=\"thread-link\""));
+    // No external asset.
+    assert!(!page.contains("src=\"http") && !page.contains("href=\"http"));
+
+    // The thread view, in Chinese by cookie, with gaps shown as gaps.
+    let thread = format!("/ui/thread/{}", encode(THREAD));
+    let zh = get_with_cookies(&daemon, &thread, &format!("{cookies}; mn_lang=zh"));
+    let zh = String::from_utf8(zh.body).unwrap();
+    assert!(
+        zh.contains("邮件存证") && zh.contains("已加盖时间戳"),
+        "{zh}"
+    );
+    assert_eq!(zh.matches("class=\"message\"").count(), 10);
+    // The missing message is shown as a gap, right after the reply that
+    // refers to it.
+    let gap = zh.find("class=\"gap\"").expect("a gap in the timeline");
+    assert!(zh[gap..].contains("never-arrived@huarui-precision.example"));
+    let reply_at = zh.find("Re: price").unwrap();
+    assert!(reply_at < gap, "the gap follows the reply");
+    let en = String::from_utf8(get_with_cookies(&daemon, &thread, &cookies).body).unwrap();
+    assert!(en.contains("E-mail evidence") && en.contains("stamped"));
+
+    // Downloads without JavaScript: a receipt and the bundle.
+    let rid = en
+        .split("/ui/receipt/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let receipt = get_with_cookies(&daemon, &format!("/ui/receipt/{rid}"), &cookies);
+    assert_eq!(receipt.status, 200);
+    assert_eq!(receipt.content_type, "application/pkcs7-mime");
+    let zip = get_with_cookies(
+        &daemon,
+        &format!("/ui/export?thread={}", encode(THREAD)),
+        &cookies,
+    );
+    assert_eq!(zip.content_type, "application/zip");
+    assert!(zip::ZipArchive::new(std::io::Cursor::new(zip.body)).is_ok());
+    assert_eq!(daemon.stop().code(), Some(0));
+}
+
+#[test]
+fn a_browser_searches_opens_switches_language_downloads_and_verifies() {
+    let test = "a_browser_searches_opens_switches_language_downloads_and_verifies";
+    let ready = Path::new("/usr/bin/chromium").exists()
+        && Path::new("/usr/bin/chromedriver").exists()
+        && Command::new("python3")
+            .args(["-c", "import selenium"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ready {
+        return skip(
+            test,
+            "needs the Debian packages chromium and chromium-driver and the Python package selenium",
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, admin) = daemon_with_dispute(dir.path());
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("thread-view.png");
+    let out = Command::new("python3")
+        .arg(root().join("tests/support/browser.py"))
+        .args(["--base", &format!("http://{}", daemon.http)])
+        .args(["--token", &admin])
+        .args(["--subject", "price"])
+        .arg("--verify")
+        .arg(root().join("sample-mails/dispute/05-price-claim.eml"))
+        .arg("--downloads")
+        .arg(&downloads)
+        .arg("--screenshot")
+        .arg(&screenshot)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "browser.py: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(seen["result_rows"].as_u64().unwrap() >= 1, "{seen:#}");
+    assert_eq!(seen["english"], true, "{seen:#}");
+    assert_eq!(seen["timeline_messages"], 9, "{seen:#}");
+    assert_eq!(seen["receipt_links"], 9, "{seen:#}");
+    assert_eq!(seen["statuses"], serde_json::json!(["stamped"]), "{seen:#}");
+    assert_eq!(seen["back_on_thread"], true, "{seen:#}");
+    assert_eq!(seen["chinese_remembered"], true, "{seen:#}");
+    assert_eq!(
+        seen["chinese_status"],
+        serde_json::json!(["已加盖时间戳"]),
+        "{seen:#}"
+    );
+    assert_eq!(seen["dropped"], 1, "{seen:#}");
+    assert_eq!(seen["verify_class"], "ok", "{seen:#}");
+    assert_eq!(seen["verify_outcome"], "核验通过", "{seen:#}");
+    // The bundle the browser downloaded is whole.
+    let name = seen["downloads"][0].as_str().unwrap();
+    let zip = std::fs::File::open(downloads.join(name)).unwrap();
+    let mut archive = zip::ZipArchive::new(zip).unwrap();
+    let manifest: Value =
+        serde_json::from_reader(archive.by_name("manifest.json").unwrap()).unwrap();
+    assert_eq!(manifest["messages"].as_array().unwrap().len(), 9);
+    // The screenshot of the thread view is kept for people to look at.
+    let png = std::fs::read(&screenshot).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    eprintln!("screenshot of the thread view: {}", screenshot.display());
+    assert_eq!(daemon.stop().code(), Some(0));
+}

@@ -24,6 +24,9 @@ packages=(
   "libio-socket-ssl-perl:/usr/share/perl5/IO/Socket/SSL.pm"  # swaks --tls (brings Net::SSLeay)
   "postfix:/usr/sbin/smtp-source"     # smtp-source (tests, bench) and smtp-sink (bench)
   "dnsmasq-base:/usr/sbin/dnsmasq"    # the DNS server that serves DKIM keys to the tests
+  "chromium:/usr/bin/chromium"        # the real browser that drives the web page
+  "chromium-driver:/usr/bin/chromedriver"  # its WebDriver server
+  "fonts-wqy-zenhei:/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"  # Chinese glyphs in the screenshot
 )
 
 missing=()
@@ -55,13 +58,14 @@ fi
 
 # Python packages: dkimpy signs the DKIM tests' messages (an independent
 # signer), PyNaCl gives it Ed25519.
-# openapi-spec-validator checks the API's OpenAPI document.
+# openapi-spec-validator checks the API's OpenAPI document; selenium is the
+# WebDriver client that drives Chromium through the web page.
 if command -v python3 >/dev/null 2>&1 &&
-  ! python3 -c "import dkim, nacl, openapi_spec_validator" 2>/dev/null; then
-  echo "installing Python packages: dkimpy pynacl openapi-spec-validator"
-  python3 -m pip install -q dkimpy pynacl openapi-spec-validator >/dev/null 2>&1 ||
-    python3 -m pip install -q --break-system-packages dkimpy pynacl openapi-spec-validator >/dev/null 2>&1 ||
-    echo "warning: pip could not install dkimpy, pynacl and openapi-spec-validator"
+  ! python3 -c "import dkim, nacl, openapi_spec_validator, selenium" 2>/dev/null; then
+  echo "installing Python packages: dkimpy pynacl openapi-spec-validator selenium"
+  python3 -m pip install -q dkimpy pynacl openapi-spec-validator selenium >/dev/null 2>&1 ||
+    python3 -m pip install -q --break-system-packages dkimpy pynacl openapi-spec-validator selenium >/dev/null 2>&1 ||
+    echo "warning: pip could not install dkimpy, pynacl, openapi-spec-validator and selenium"
 fi
 
 skipped=()
@@ -77,6 +81,8 @@ done
 [ -x /usr/sbin/dnsmasq ] || { skipped+=("DKIM tests: dnsmasq-base is not installed"); require=0; }
 python3 -c "import dkim, nacl" 2>/dev/null || { skipped+=("DKIM tests with dkimpy: the Python packages dkimpy and pynacl are not installed"); require=0; }
 python3 -c "import openapi_spec_validator" 2>/dev/null || { skipped+=("OpenAPI validation: the Python package openapi-spec-validator is not installed"); require=0; }
+{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && python3 -c "import selenium" 2>/dev/null; } ||
+  { skipped+=("the web page in a real browser: chromium, chromium-driver or selenium is missing"); require=0; }
 perl -MNet::SSLeay -e1 2>/dev/null || { skipped+=("swaks with STARTTLS: libio-socket-ssl-perl is not installed"); require=0; }
 # With every tool present, a test that would skip fails instead, so that a
 # broken install cannot pass silently.

@@ -25,6 +25,7 @@
 //! blocking thread, so the runtime's threads keep serving.
 
 pub mod auth;
+mod web;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -132,6 +133,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/verify",
             post(verify).layer(DefaultBodyLimit::max(limit)),
         )
+        .merge(web::routes(limit))
         .fallback(|| async { ApiError::not_found("no such path; see /api/v1/openapi.json") })
         .with_state(state)
 }
@@ -406,55 +408,60 @@ async fn thread(
     Ok(json_response(&body))
 }
 
-async fn export(
-    State(state): Shared,
-    headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers, Scope::Export)?;
-    let selector = match (params.get("thread"), params.get("message_id")) {
-        (Some(t), None) => Selector::Thread(t.clone()),
-        (None, Some(m)) => Selector::MessageId(m.clone()),
-        _ => return Err(ApiError::bad("give exactly one of thread and message_id")),
+/// The selector of an export request: exactly one of `thread` and
+/// `message_id`.
+fn export_selector(params: &HashMap<String, String>) -> Result<Selector, ApiError> {
+    match (params.get("thread"), params.get("message_id")) {
+        (Some(t), None) => Ok(Selector::Thread(t.clone())),
+        (None, Some(m)) => Ok(Selector::MessageId(m.clone())),
+        _ => Err(ApiError::bad("give exactly one of thread and message_id")),
+    }
+}
+
+/// Builds the bundle of what `selector` finds; blocking. `action` names
+/// the export in the audit log.
+fn export_zip(
+    state: &ApiState,
+    selector: Selector,
+    caller: &Caller,
+    action: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let query = Lookup {
+        selector,
+        since: None,
+        until: None,
     };
-    let task = Arc::clone(&state);
-    let zip = blocking(move || {
-        let query = Lookup {
-            selector,
-            since: None,
-            until: None,
-        };
-        let (records, _) = task.archive.lookup(&query)?;
-        if records.is_empty() {
-            return Err(ApiError::not_found("nothing to export: no message matches"));
-        }
-        let mut name = [0u8; 8];
-        getrandom::getrandom(&mut name).map_err(ApiError::internal)?;
-        let out = std::env::temp_dir().join(format!("mailnotary-export-{}.zip", hex::encode(name)));
-        let e = &task.export;
-        if let Err(error) = crate::bundle::write(
-            &task.archive,
-            &records,
-            &e.certs,
-            &e.tsa_anchors,
-            &e.gateway,
-            &out,
-        ) {
-            let _ = std::fs::remove_file(&out);
-            return Err(ApiError::internal(error));
-        }
-        audit(
-            &task.archive,
-            &caller,
-            "api-export",
-            format!("{:?}, {} messages", query.selector, records.len()),
-        );
-        let zip = std::fs::read(&out).map_err(ApiError::internal);
-        let _ = std::fs::remove_file(&out);
-        zip
-    })
-    .await?;
-    Ok((
+    let (records, _) = state.archive.lookup(&query)?;
+    if records.is_empty() {
+        return Err(ApiError::not_found("nothing to export: no message matches"));
+    }
+    let mut name = [0u8; 8];
+    getrandom::getrandom(&mut name).map_err(ApiError::internal)?;
+    let out = std::env::temp_dir().join(format!("mailnotary-export-{}.zip", hex::encode(name)));
+    let e = &state.export;
+    let written = crate::bundle::write(
+        &state.archive,
+        &records,
+        &e.certs,
+        &e.tsa_anchors,
+        &e.gateway,
+        &out,
+    );
+    let zip = written
+        .map_err(ApiError::internal)
+        .and_then(|_| std::fs::read(&out).map_err(ApiError::internal));
+    let _ = std::fs::remove_file(&out);
+    audit(
+        &state.archive,
+        caller,
+        action,
+        format!("{:?}, {} messages", query.selector, records.len()),
+    );
+    zip
+}
+
+fn zip_response(zip: Vec<u8>) -> Response {
+    (
         [
             (header::CONTENT_TYPE, "application/zip"),
             (
@@ -464,66 +471,95 @@ async fn export(
         ],
         zip,
     )
-        .into_response())
+        .into_response()
 }
 
-async fn verify(
+async fn export(
     State(state): Shared,
     headers: HeaderMap,
-    mut form: Multipart,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers, Scope::Verify)?;
-    let mut parts: HashMap<String, Vec<u8>> = HashMap::new();
-    while let Some(field) = form.next_field().await.map_err(|e| {
+    let caller = caller(&state, &headers, Scope::Export)?;
+    let selector = export_selector(&params)?;
+    let task = Arc::clone(&state);
+    let zip = blocking(move || export_zip(&task, selector, &caller, "api-export")).await?;
+    Ok(zip_response(zip))
+}
+
+/// The fields of a verify form: `file`, and optionally `receipt` and
+/// `evidence`; any other field is refused.
+async fn verify_fields(mut form: Multipart) -> Result<HashMap<String, Vec<u8>>, ApiError> {
+    let unreadable = |e: axum::extract::multipart::MultipartError| {
         ApiError(
             e.status(),
             format!("the upload could not be read: {}", e.body_text()),
         )
-    })? {
+    };
+    let mut parts: HashMap<String, Vec<u8>> = HashMap::new();
+    while let Some(field) = form.next_field().await.map_err(unreadable)? {
         let name = field.name().unwrap_or_default().to_string();
         if !["file", "receipt", "evidence"].contains(&name.as_str()) {
             return Err(ApiError::bad(format!(
                 "unknown form field {name:?}; use file, receipt and evidence"
             )));
         }
-        let bytes = field.bytes().await.map_err(|e| {
-            ApiError(
-                e.status(),
-                format!("the upload could not be read: {}", e.body_text()),
-            )
-        })?;
-        parts.insert(name, bytes.to_vec());
+        let bytes = field.bytes().await.map_err(unreadable)?;
+        // A browser sends an empty part for a file input left empty.
+        if !bytes.is_empty() {
+            parts.insert(name, bytes.to_vec());
+        }
     }
+    Ok(parts)
+}
+
+/// Verifies an uploaded file; blocking.
+fn verify_upload(
+    state: &ApiState,
+    mut parts: HashMap<String, Vec<u8>>,
+    caller: &Caller,
+    action: &str,
+) -> Result<crate::archive::verify::Report, ApiError> {
     let Some(file) = parts.remove("file") else {
-        return Err(ApiError::bad("the form needs a field named file"));
+        return Err(ApiError::bad("the form needs a file (field file)"));
     };
+    let report = match parts.remove("receipt") {
+        Some(receipt) => crate::archive::verify::verify_with(
+            Some(&file),
+            &crate::archive::verify::Evidence {
+                receipt,
+                record: parts.remove("evidence"),
+            },
+            &state.trust,
+        ),
+        None => state.archive.verify_file(&file, &state.trust)?,
+    };
+    audit(
+        &state.archive,
+        caller,
+        action,
+        format!(
+            "{} bytes: {}",
+            file.len(),
+            if report.verified {
+                "verified"
+            } else {
+                "not verified"
+            }
+        ),
+    );
+    Ok(report)
+}
+
+async fn verify(
+    State(state): Shared,
+    headers: HeaderMap,
+    form: Multipart,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers, Scope::Verify)?;
+    let parts = verify_fields(form).await?;
     let task = Arc::clone(&state);
     let report = blocking(move || {
-        let report = match parts.remove("receipt") {
-            Some(receipt) => crate::archive::verify::verify_with(
-                Some(&file),
-                &crate::archive::verify::Evidence {
-                    receipt,
-                    record: parts.remove("evidence"),
-                },
-                &task.trust,
-            ),
-            None => task.archive.verify_file(&file, &task.trust)?,
-        };
-        audit(
-            &task.archive,
-            &caller,
-            "api-verify",
-            format!(
-                "{} bytes: {}",
-                file.len(),
-                if report.verified {
-                    "verified"
-                } else {
-                    "not verified"
-                }
-            ),
-        );
+        let report = verify_upload(&task, parts, &caller, "api-verify")?;
         serde_json::to_value(&report).map_err(ApiError::internal)
     })
     .await?;

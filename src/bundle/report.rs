@@ -57,7 +57,7 @@ pub struct Row<'a> {
     pub dkim_keys: Vec<(String, String)>,
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
