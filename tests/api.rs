@@ -708,3 +708,55 @@ fn a_browser_searches_opens_switches_language_downloads_and_verifies() {
     eprintln!("screenshot of the thread view: {}", screenshot.display());
     assert_eq!(daemon.stop().code(), Some(0));
 }
+
+#[test]
+fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
+    let test = "schemathesis_finds_no_server_error_and_no_answer_outside_the_document";
+    let installed = Command::new("python3")
+        .args(["-c", "import schemathesis"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        return skip(test, "the Python package schemathesis is not installed");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, admin) = daemon_with_dispute(dir.path());
+    // Every check but two: mutually exclusive query parameters (thread or
+    // subject, say) cannot be stated in OpenAPI, so schema-valid requests
+    // that combine them are rightly refused; and a receipt upload that is
+    // not a receipt is rightly answered "not verified" rather than refused.
+    // Its command line, through python3 (the console script may not be on
+    // PATH where pip put it).
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys\nfrom schemathesis.cli import schemathesis\n\
+             sys.argv[0] = 'schemathesis'\nsys.exit(schemathesis())",
+        ])
+        .arg("run")
+        .arg(root().join("src/api/openapi.json"))
+        .args(["--url", &format!("http://{}", daemon.http)])
+        .args(["-H", &format!("Authorization: Bearer {admin}")])
+        .args(["--checks", "all"])
+        .args([
+            "--exclude-checks",
+            "positive_data_acceptance,negative_data_rejection",
+        ])
+        .args(["--max-examples", "40", "--seed", "20261204"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis:\n{text}{}",
+        stderr_of(&out)
+    );
+    assert!(text.contains("passed"), "{text}");
+    assert!(!daemon.log_text().contains("API request failed"));
+    assert_eq!(daemon.stop().code(), Some(0));
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -59,13 +59,14 @@ fi
 # Python packages: dkimpy signs the DKIM tests' messages (an independent
 # signer), PyNaCl gives it Ed25519.
 # openapi-spec-validator checks the API's OpenAPI document; selenium is the
-# WebDriver client that drives Chromium through the web page.
+# WebDriver client that drives Chromium through the web page; schemathesis
+# sends the API generated requests from its OpenAPI document.
 if command -v python3 >/dev/null 2>&1 &&
-  ! python3 -c "import dkim, nacl, openapi_spec_validator, selenium" 2>/dev/null; then
-  echo "installing Python packages: dkimpy pynacl openapi-spec-validator selenium"
-  python3 -m pip install -q dkimpy pynacl openapi-spec-validator selenium >/dev/null 2>&1 ||
-    python3 -m pip install -q --break-system-packages dkimpy pynacl openapi-spec-validator selenium >/dev/null 2>&1 ||
-    echo "warning: pip could not install dkimpy, pynacl, openapi-spec-validator and selenium"
+  ! python3 -c "import dkim, nacl, openapi_spec_validator, selenium, schemathesis" 2>/dev/null; then
+  echo "installing Python packages: dkimpy pynacl openapi-spec-validator selenium schemathesis"
+  python3 -m pip install -q dkimpy pynacl openapi-spec-validator selenium schemathesis >/dev/null 2>&1 ||
+    python3 -m pip install -q --break-system-packages dkimpy pynacl openapi-spec-validator selenium schemathesis >/dev/null 2>&1 ||
+    echo "warning: pip could not install dkimpy, pynacl, openapi-spec-validator, selenium and schemathesis"
 fi
 
 skipped=()
@@ -81,6 +82,7 @@ done
 [ -x /usr/sbin/dnsmasq ] || { skipped+=("DKIM tests: dnsmasq-base is not installed"); require=0; }
 python3 -c "import dkim, nacl" 2>/dev/null || { skipped+=("DKIM tests with dkimpy: the Python packages dkimpy and pynacl are not installed"); require=0; }
 python3 -c "import openapi_spec_validator" 2>/dev/null || { skipped+=("OpenAPI validation: the Python package openapi-spec-validator is not installed"); require=0; }
+python3 -c "import schemathesis" 2>/dev/null || { skipped+=("schemathesis against the API: the Python package schemathesis is not installed"); require=0; }
 { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && python3 -c "import selenium" 2>/dev/null; } ||
   { skipped+=("the web page in a real browser: chromium, chromium-driver or selenium is missing"); require=0; }
 perl -MNet::SSLeay -e1 2>/dev/null || { skipped+=("swaks with STARTTLS: libio-socket-ssl-perl is not installed"); require=0; }

@@ -504,8 +504,9 @@ async fn verify_fields(mut form: Multipart) -> Result<HashMap<String, Vec<u8>>, 
             )));
         }
         let bytes = field.bytes().await.map_err(unreadable)?;
-        // A browser sends an empty part for a file input left empty.
-        if !bytes.is_empty() {
+        // A browser sends an empty part for an optional file input left
+        // empty; an empty file to verify is still a file.
+        if name == "file" || !bytes.is_empty() {
             parts.insert(name, bytes.to_vec());
         }
     }
@@ -553,9 +554,18 @@ fn verify_upload(
 async fn verify(
     State(state): Shared,
     headers: HeaderMap,
-    form: Multipart,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let caller = caller(&state, &headers, Scope::Verify)?;
+    let form = form.map_err(|e| {
+        ApiError(
+            e.status(),
+            format!(
+                "send the file as multipart/form-data with a field named file: {}",
+                e.body_text()
+            ),
+        )
+    })?;
     let parts = verify_fields(form).await?;
     let task = Arc::clone(&state);
     let report = blocking(move || {
