@@ -353,6 +353,20 @@ fn every_endpoint_with_its_scopes_and_paging() {
         "{text}"
     );
     assert!(!text.contains("\nmailnotary_batches_total 0\n"), "{text}");
+    assert!(
+        text.contains("mailnotary_smtp_refusals_total{reason=\"recipient\"} 0"),
+        "{text}"
+    );
+    let ok_requests: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("mailnotary_tsa_requests_total{outcome=\"ok\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        ok_requests >= 1,
+        "the stamper's requests are counted: {text}"
+    );
 
     // Unknown paths: 404 with a pointer.
     let r = get(&daemon, "/api/v2/messages", Some(&reader));

@@ -634,6 +634,8 @@ pub struct Figures {
     pub smtp_sessions: u64,
     pub smtp_accepted: u64,
     pub smtp_rejected: u64,
+    /// SMTP refusals by reason.
+    pub smtp_refusals: Vec<(&'static str, u64)>,
     /// IMAP account name and state.
     pub imap_states: Vec<(String, String)>,
 }
@@ -679,6 +681,55 @@ pub fn metrics_text(archive: &Archive, figures: &Figures) -> Result<String, Stri
             ),
         ],
     );
+    metric(
+        "mailnotary_smtp_refusals_total",
+        "counter",
+        "SMTP refusals since start, by reason (messages and recipients).",
+        figures
+            .smtp_refusals
+            .iter()
+            .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), n.to_string()))
+            .collect(),
+    );
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let tsa = &archive.tsa_stats;
+        metric(
+            "mailnotary_tsa_requests_total",
+            "counter",
+            "Timestamp requests of the stamper since start, by outcome.",
+            vec![
+                (
+                    "{outcome=\"ok\"}".into(),
+                    (tsa.requests.load(Relaxed)
+                        - tsa.failures.load(Relaxed).min(tsa.requests.load(Relaxed)))
+                    .to_string(),
+                ),
+                (
+                    "{outcome=\"error\"}".into(),
+                    tsa.failures.load(Relaxed).to_string(),
+                ),
+            ],
+        );
+        metric(
+            "mailnotary_tsa_request_seconds_total",
+            "counter",
+            "Time spent waiting for timestamp authorities since start.",
+            vec![(
+                String::new(),
+                format!("{:.6}", tsa.total_micros.load(Relaxed) as f64 / 1e6),
+            )],
+        );
+        metric(
+            "mailnotary_tsa_last_request_seconds",
+            "gauge",
+            "How long the last timestamp request took.",
+            vec![(
+                String::new(),
+                format!("{:.6}", tsa.last_micros.load(Relaxed) as f64 / 1e6),
+            )],
+        );
+    }
     metric(
         "mailnotary_pending_messages",
         "gauge",

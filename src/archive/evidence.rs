@@ -183,7 +183,10 @@ impl Archive {
         let tree = HashTree::build(&tree_leaves)
             .ok_or_else(|| StoreError::Bug("a batch without leaves".into()))?;
         let root = tree.root();
-        let mut tokens = match stamper.stamp_all(&root) {
+        let asked = std::time::Instant::now();
+        let answer = stamper.stamp_all(&root);
+        self.tsa_stats.record(asked.elapsed(), answer.is_ok());
+        let mut tokens = match answer {
             Ok(tokens) if !tokens.is_empty() => tokens,
             Ok(_) => return Err(ArchiveError::Stamp(stamper.name(), "no token".into())),
             Err(e) => {
@@ -391,4 +394,29 @@ fn hash_from_hex(text: &str) -> Result<Hash, StoreError> {
     hex::decode_to_slice(text, &mut out)
         .map_err(|_| StoreError::Corrupt(format!("batch root {text:?} is not 64 hex digits")))?;
     Ok(out)
+}
+
+/// What the stamper's requests to timestamp authorities did since the
+/// archive was opened, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct TsaStats {
+    pub requests: std::sync::atomic::AtomicU64,
+    pub failures: std::sync::atomic::AtomicU64,
+    /// The time all requests took together, in microseconds.
+    pub total_micros: std::sync::atomic::AtomicU64,
+    /// The last request's time, in microseconds.
+    pub last_micros: std::sync::atomic::AtomicU64,
+}
+
+impl TsaStats {
+    fn record(&self, took: std::time::Duration, ok: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.requests.fetch_add(1, Relaxed);
+        if !ok {
+            self.failures.fetch_add(1, Relaxed);
+        }
+        self.total_micros.fetch_add(micros, Relaxed);
+        self.last_micros.store(micros, Relaxed);
+    }
 }

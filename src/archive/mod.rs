@@ -98,6 +98,8 @@ pub struct Archive {
     key: OnceLock<seal::ArchiveKey>,
     /// Checks DKIM signatures of new messages, when set.
     dkim: OnceLock<Arc<crate::dkim::Verifier>>,
+    /// The stamper's requests to timestamp authorities, counted.
+    pub tsa_stats: evidence::TsaStats,
 }
 
 static BUILTIN_POLICY: LazyLock<Policy> = LazyLock::new(Policy::builtin);
@@ -131,6 +133,7 @@ impl Archive {
             policy: OnceLock::new(),
             key: OnceLock::new(),
             dkim: OnceLock::new(),
+            tsa_stats: evidence::TsaStats::default(),
         })
     }
 

@@ -413,6 +413,7 @@ fn api_state(
                 smtp_sessions: c.sessions.load(Ordering::Relaxed),
                 smtp_accepted: c.accepted.load(Ordering::Relaxed),
                 smtp_rejected: c.rejected.load(Ordering::Relaxed),
+                smtp_refusals: c.refusals(),
                 imap_states: daemon
                     .imap
                     .snapshot()

@@ -233,7 +233,74 @@ pub type Stream = crate::net::Stream<tokio_rustls::server::TlsStream<TcpStream>>
 pub struct Counters {
     pub sessions: std::sync::atomic::AtomicU64,
     pub accepted: std::sync::atomic::AtomicU64,
+    /// Messages refused after their data arrived.
     pub rejected: std::sync::atomic::AtomicU64,
+    /// Every refusal by its reason, in the order of [`Refusal::ALL`].
+    refusals: [std::sync::atomic::AtomicU64; 5],
+}
+
+/// Why the listener refused something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A message over the size limit (552).
+    TooLarge,
+    /// A message with a bare LF or CR (554 5.5.2).
+    BareLineEnd,
+    /// The store could not take the message (451).
+    StoreUnavailable,
+    /// A recipient that is not an archive address (550 5.1.1).
+    Recipient,
+    /// A client outside the allowed networks (554 5.7.1).
+    Network,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 5] = [
+        Refusal::TooLarge,
+        Refusal::BareLineEnd,
+        Refusal::StoreUnavailable,
+        Refusal::Recipient,
+        Refusal::Network,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::TooLarge => "too_large",
+            Refusal::BareLineEnd => "bare_line_end",
+            Refusal::StoreUnavailable => "store_unavailable",
+            Refusal::Recipient => "recipient",
+            Refusal::Network => "network",
+        }
+    }
+
+    /// Whether the refusal is of a whole message (counted in `rejected`).
+    fn is_message(self) -> bool {
+        matches!(
+            self,
+            Refusal::TooLarge | Refusal::BareLineEnd | Refusal::StoreUnavailable
+        )
+    }
+}
+
+impl Counters {
+    /// Counts a refusal.
+    pub fn refuse(&self, why: Refusal) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if why.is_message() {
+            self.rejected.fetch_add(1, Relaxed);
+        }
+        let i = Refusal::ALL.iter().position(|r| *r == why).unwrap_or(0);
+        self.refusals[i].fetch_add(1, Relaxed);
+    }
+
+    /// Every reason with its count.
+    pub fn refusals(&self) -> Vec<(&'static str, u64)> {
+        Refusal::ALL
+            .iter()
+            .zip(&self.refusals)
+            .map(|(r, n)| (r.name(), n.load(std::sync::atomic::Ordering::Relaxed)))
+            .collect()
+    }
 }
 
 /// Everything a session shares with the listener.

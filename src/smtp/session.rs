@@ -17,7 +17,7 @@ use smtp_proto::Request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{Shared, Stream};
+use super::{Refusal, Shared, Stream};
 use crate::archive::Ingested;
 use crate::envelope::{Envelope, Source, now_millis};
 
@@ -105,6 +105,7 @@ pub async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         shared,
     };
     if !session.shared.settings.allows(peer.ip()) {
+        session.shared.counters.refuse(Refusal::Network);
         tracing::warn!("client network not allowed; refused");
         session.reply(&format!(
             "554 5.7.1 {} does not accept mail from your network",
@@ -382,6 +383,7 @@ impl Session {
             return self.error(&format!("452 4.5.3 more than {max} recipients"));
         }
         if !accepted {
+            self.shared.counters.refuse(Refusal::Recipient);
             tracing::info!("recipient refused: not an archive address");
             return self.error(&format!(
                 "550 5.1.1 <{address}>: not an archive address of this server; it archives \
@@ -407,6 +409,7 @@ impl Session {
             return Ok(Flow::Continue);
         };
         if let Some((line, what)) = data.bad_line {
+            self.shared.counters.refuse(Refusal::BareLineEnd);
             tracing::info!(line, what, "message refused: bad line ending");
             return Ok(self.error(&format!(
                 "554 5.5.2 message refused: line {line} {what}; lines must end in CRLF \
@@ -450,10 +453,7 @@ impl Session {
     async fn finish(&mut self, tx: Transaction, bytes: Vec<u8>, oversized: bool) -> Flow {
         let max = self.shared.settings.max_message_size;
         if oversized {
-            self.shared
-                .counters
-                .rejected
-                .fetch_add(1, Ordering::Relaxed);
+            self.shared.counters.refuse(Refusal::TooLarge);
             tracing::info!(limit = max, "message refused: too large");
             return self.error(&format!(
                 "552 5.3.4 the message is larger than the limit of {max} bytes; nothing was stored"
@@ -494,20 +494,14 @@ impl Session {
                 }
             }
             Ok(Err(e)) => {
-                self.shared
-                    .counters
-                    .rejected
-                    .fetch_add(1, Ordering::Relaxed);
+                self.shared.counters.refuse(Refusal::StoreUnavailable);
                 tracing::error!(error = %e, "the store refused a message; answered 451");
                 self.reply(
                     "451 4.3.0 the archive cannot store messages right now; try again later",
                 );
             }
             Err(e) => {
-                self.shared
-                    .counters
-                    .rejected
-                    .fetch_add(1, Ordering::Relaxed);
+                self.shared.counters.refuse(Refusal::StoreUnavailable);
                 tracing::error!(error = %e, "storing a message failed; answered 451");
                 self.reply("451 4.3.0 the archive failed to store the message; try again later");
             }
