@@ -460,7 +460,10 @@ fn walk_parts(
     anomalies: &mut Vec<Anomaly>,
 ) {
     match &message.root_part().body {
-        PartType::Multipart(_) => walk(message, 0, prefix, depth, out, anomalies),
+        PartType::Multipart(_) => {
+            let mut seen = vec![false; message.parts.len()];
+            walk(message, 0, prefix, depth, &mut seen, out, anomalies)
+        }
         _ => leaf(message, 0, section(prefix, 1), depth, out, anomalies),
     }
 }
@@ -476,18 +479,29 @@ fn section(parent: &str, n: usize) -> String {
 
 /// Digests part `part_id` at section `path` and, for a multipart, its
 /// children. `depth` counts nested multiparts and attached messages, so
-/// that hostile nesting is cut off rather than exhausting the stack.
+/// that hostile nesting is cut off rather than exhausting the stack, and
+/// `seen` marks the parts already visited: the parser's part list of a
+/// malformed message can name a part as a child of more than one parent,
+/// or of itself, and following every such path again costs time that
+/// grows exponentially with the depth (a 630-byte message found by the
+/// fuzz test kept the walk busy for good).
 fn walk(
     message: &Message<'_>,
     part_id: u32,
     path: &str,
     depth: usize,
+    seen: &mut [bool],
     out: &mut Vec<PartDigest>,
     anomalies: &mut Vec<Anomaly>,
 ) {
     if depth > MAX_PART_DEPTH {
         anomalies.push(Anomaly::NestingTooDeep);
         return;
+    }
+    match seen.get_mut(part_id as usize) {
+        Some(visited) if *visited => return,
+        Some(visited) => *visited = true,
+        None => return,
     }
     let Some(part) = message.part(part_id) else {
         return;
@@ -500,6 +514,7 @@ fn walk(
                     child,
                     &section(path, i + 1),
                     depth + 1,
+                    seen,
                     out,
                     anomalies,
                 );
