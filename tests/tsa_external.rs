@@ -483,3 +483,90 @@ fn failover_and_every_tsa_modes() {
     let out = run(&data, &config, &["check"]);
     assert!(out.status.success(), "{}", stdout(&out));
 }
+
+/// How long the outage under load lasts (seconds); the notes record a run
+/// of a full minute.
+fn outage_secs() -> u64 {
+    std::env::var("MAILNOTARY_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6)
+}
+
+#[test]
+fn a_tsa_outage_under_smtp_load_costs_no_smtp_error_and_evidence_completes_after() {
+    let test = "a_tsa_outage_under_smtp_load_costs_no_smtp_error_and_evidence_completes_after";
+    if let Some(why) = missing_tools() {
+        return skip(test, &why);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The only TSA answers 500 from the start.
+    let tsa = OpensslTsa::start(&dir.path().join("tsa"), "p256", "v2", 0, "500");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[stamping]\nwindow_ms = 200\n\n{}",
+            tsa_table("accredited", &tsa.url, &tsa.ca(), "")
+        ),
+    );
+    let data = dir.path().join("data");
+    let daemon = common::Daemon::start(&data, &["--config", config.to_str().unwrap()]);
+
+    // Load while the TSA is down: batches of messages over the outage.
+    let outage = Duration::from_secs(outage_secs());
+    let started = Instant::now();
+    let mut sent = 0;
+    let mut round = 0;
+    while started.elapsed() < outage || round < 2 {
+        let files: Vec<String> = (0..25)
+            .map(|i| {
+                let path = dir.path().join(format!("m-{round}-{i}.eml"));
+                std::fs::write(
+                    &path,
+                    format!(
+                        "From: a@supplier.example\r\nSubject: order {round}-{i}\r\n\
+                         Message-ID: <{round}-{i}@supplier.example>\r\n\r\nqty {i}\r\n"
+                    ),
+                )
+                .unwrap();
+                path.display().to_string()
+            })
+            .collect();
+        let mut args = vec!["--port".to_string(), daemon.smtp.port().to_string()];
+        args.extend(files);
+        let replies = common::python_json("smtp_send.py", &args);
+        for r in replies.as_array().unwrap() {
+            assert_eq!(r["code"], 250, "an SMTP error during the outage: {r}");
+        }
+        sent += 25;
+        round += 1;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let health = daemon.health();
+    assert_eq!(
+        health["pending"], sent,
+        "nothing is stamped while the TSA is down"
+    );
+    assert!(tsa.requests() >= 2, "the stamper kept trying");
+
+    // The TSA comes back: every message gets its evidence.
+    tsa.set_fault("none");
+    daemon.wait_stamped(Duration::from_secs(120));
+    let out = mailnotary(&data, &["lookup", "--all", "--json"]);
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), sent as usize);
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["status"] == "stamped")
+    );
+    let out = mailnotary(&data, &["check"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    eprintln!(
+        "outage of {:?}: {sent} messages acknowledged, all stamped after, {} TSA requests",
+        started.elapsed(),
+        tsa.requests()
+    );
+    assert_eq!(daemon.stop().code(), Some(0));
+}
