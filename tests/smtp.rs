@@ -822,6 +822,101 @@ fn acknowledged_sender(
     }
 }
 
+/// Kills per backend in the repeated crash test: a few in the test run,
+/// more for the notes (`MAILNOTARY_CRASH_KILLS=20`).
+fn crash_kills() -> usize {
+    std::env::var("MAILNOTARY_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+}
+
+/// Round after round: start serve, send from four sessions, kill -9 at a
+/// moment that moves from round to round, and start again on the same
+/// data; at the end every acknowledged message is stored once, stamped,
+/// and `check` finds nothing wrong.
+fn repeated_kills(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config_with(dir.path(), "");
+    let global = ["--config", config.to_str().unwrap(), "--store", backend];
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    // A fixed sequence of kill points, different in each round.
+    let mut seed: u64 = 0x5eed_0000 + backend.len() as u64;
+    let kills = crash_kills();
+    for round in 0..kills {
+        let daemon = Daemon::start(&data, &global);
+        let before = acked.lock().unwrap().len();
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let wanted = 20 + (seed >> 33) as usize % 300;
+        let senders: Vec<_> = (0..4)
+            .map(|s| {
+                let acked = std::sync::Arc::clone(&acked);
+                let addr = daemon.smtp;
+                std::thread::spawn(move || {
+                    acknowledged_sender(addr, format!("r{round}s{s}"), 1000, acked)
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while acked.lock().unwrap().len() < before + wanted {
+            assert!(
+                Instant::now() < deadline,
+                "round {round} did not reach {wanted}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        daemon.kill9();
+        for s in senders {
+            s.join().unwrap();
+        }
+    }
+    let acked = acked.lock().unwrap().clone();
+    let daemon = Daemon::start(&data, &global);
+    daemon.wait_stamped(Duration::from_secs(120));
+    let stored = all_messages(&data);
+    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    for m in &stored {
+        *counts
+            .entry(m["message_id"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .collect();
+    let duplicated = counts.values().filter(|&&n| n > 1).count();
+    eprintln!(
+        "repeated kill -9 ({backend}): {kills} kills, {} acknowledged, {} found, {} missing, \
+         {duplicated} duplicated, {} stored in all",
+        acked.len(),
+        acked.len() - missing.len(),
+        missing.len(),
+        stored.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "acknowledged messages lost: {missing:?}"
+    );
+    assert_eq!(duplicated, 0, "a message was stored twice");
+    assert!(stored.iter().all(|m| m["status"] == "stamped"));
+    assert_eq!(daemon.stop().code(), Some(0));
+    let out = mailnotary(&data, &["--store", backend, "check"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
+
+#[test]
+fn repeated_kill_9_loses_nothing_acknowledged_redb() {
+    repeated_kills("redb");
+}
+
+#[test]
+fn repeated_kill_9_loses_nothing_acknowledged_sled() {
+    repeated_kills("sled");
+}
+
 #[test]
 fn kill_9_during_a_run_loses_nothing_acknowledged_redb() {
     kill_9_run("redb");
