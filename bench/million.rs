@@ -218,7 +218,20 @@ fn run(name: &str, count: usize) {
             })
             .expect("lookup");
         times.push(t.elapsed());
-        assert!(!found.is_empty());
+        if found.is_empty() {
+            // Say what the archive knows of the message, then stop.
+            let by_id = archive
+                .find(&Query {
+                    selector: Selector::MessageId(format!("m{i}@bench.example")),
+                    since: None,
+                    until: None,
+                })
+                .map(|v| v.len());
+            let thread = archive.resolve_thread(&format!("<m{i}@bench.example>"));
+            panic!(
+                "thread lookup {k} of message {i} found nothing; by Message-ID: {by_id:?}; thread: {thread:?}"
+            );
+        }
     }
     times.sort();
     let p = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
