@@ -39,9 +39,19 @@ fn agent() -> ureq::Agent {
 }
 
 fn get(daemon: &Daemon, path: &str, token: Option<&str>) -> Reply {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("Authorization", a)])
+        .unwrap_or_default();
+    get_with(daemon, path, &headers)
+}
+
+/// GET with the request headers `headers`.
+fn get_with(daemon: &Daemon, path: &str, headers: &[(&str, &str)]) -> Reply {
     let mut request = agent().get(format!("http://{}{path}", daemon.http));
-    if let Some(t) = token {
-        request = request.header("Authorization", format!("Bearer {t}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let mut response = request.call().unwrap();
     let header = |name: &str| {
@@ -522,25 +532,13 @@ fn daemon_with_dispute(dir: &Path) -> (Daemon, String) {
     (daemon, admin)
 }
 
-/// GET with cookies.
+/// GET with cookies, in English unless a cookie says otherwise.
 fn get_with_cookies(daemon: &Daemon, path: &str, cookies: &str) -> Reply {
-    let mut response = agent()
-        .get(format!("http://{}{path}", daemon.http))
-        .header("Cookie", cookies)
-        .header("Accept-Language", "en")
-        .call()
-        .unwrap();
-    Reply {
-        status: response.status().as_u16(),
-        content_type: response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string(),
-        body: response.body_mut().read_to_vec().unwrap(),
-        www_authenticate: None,
-    }
+    get_with(
+        daemon,
+        path,
+        &[("Cookie", cookies), ("Accept-Language", "en")],
+    )
 }
 
 #[test]

@@ -31,6 +31,20 @@ fn export_dispute(data: &Path, zip: &Path) -> std::process::Output {
     )
 }
 
+/// Ingests the dispute thread in two runs, so that it spans two batches.
+fn ingest_in_two_batches(data: &Path) {
+    let first: Vec<String> = (1..=4).map(dispute_file).collect();
+    let mut args = vec!["ingest"];
+    args.extend(first.iter().map(String::as_str));
+    assert_eq!(mailnotary(data, &args).status.code(), Some(0));
+    assert_eq!(
+        mailnotary(data, &["ingest", "sample-mails/dispute"])
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
 fn bc_accepts(record: &Path, data: &Path) -> bool {
     bouncy_castle("BcEvidenceRecord.java", &[record, data])
         .status
@@ -44,17 +58,7 @@ fn a_bundle_checks_out_with_openssl_and_bouncy_castle_alone() {
         return skip(test, "needs openssl, python3 and java");
     }
     let data = tempfile::tempdir().unwrap();
-    // Two ingests, so the thread spans two batches.
-    let first: Vec<String> = (1..=4).map(dispute_file).collect();
-    let mut args = vec!["ingest"];
-    args.extend(first.iter().map(String::as_str));
-    assert_eq!(mailnotary(data.path(), &args).status.code(), Some(0));
-    assert_eq!(
-        mailnotary(data.path(), &["ingest", "sample-mails/dispute"])
-            .status
-            .code(),
-        Some(0)
-    );
+    ingest_in_two_batches(data.path());
 
     let work = tempfile::tempdir().unwrap();
     let zip = work.path().join("dispute.zip");
@@ -459,16 +463,7 @@ fn verify_md_runs_as_written_and_names_the_step_that_fails() {
         return skip(test, &why);
     }
     let data = tempfile::tempdir().unwrap();
-    let first: Vec<String> = (1..=4).map(dispute_file).collect();
-    let mut args = vec!["ingest"];
-    args.extend(first.iter().map(String::as_str));
-    assert_eq!(mailnotary(data.path(), &args).status.code(), Some(0));
-    assert_eq!(
-        mailnotary(data.path(), &["ingest", "sample-mails/dispute"])
-            .status
-            .code(),
-        Some(0)
-    );
+    ingest_in_two_batches(data.path());
     let work = tempfile::tempdir().unwrap();
     let zip = work.path().join("dispute.zip");
     let out = export_dispute(data.path(), &zip);
