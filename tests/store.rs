@@ -362,3 +362,112 @@ fn the_log_is_replayed_after_a_crash() {
         assert_eq!(scanned(plain.as_ref(), b"m", b"n", usize::MAX).len(), 20);
     }
 }
+
+/// An engine whose first commits are slow, as redb's are on a file of
+/// many gigabytes: the log's tables fill up while a batch is handed over.
+struct SlowEngine {
+    inner: Arc<dyn mailnotary::store::Backend>,
+    slow_commits: std::sync::atomic::AtomicUsize,
+}
+
+impl mailnotary::store::Backend for SlowEngine {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.scan(start, end, visit)
+    }
+
+    fn commit(&self, changes: &[mailnotary::store::Change]) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if self
+            .slow_commits
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2500));
+        }
+        self.inner.commit(changes)
+    }
+
+    fn close(&self) {
+        self.inner.close();
+    }
+}
+
+/// While the engine is slow, writers keep the log busy: a hand-over that
+/// a full table starts and one that age starts meet. Every acknowledged
+/// write must reach the engine all the same (two hand-overs in a row once
+/// replaced a waiting batch, and its log file was deleted with it).
+#[test]
+fn hand_overs_that_meet_while_the_engine_is_slow_lose_nothing() {
+    use mailnotary::store::wal::WalBackend;
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let slow = Arc::new(SlowEngine {
+            inner: engine(backend, dir.path()),
+            slow_commits: std::sync::atomic::AtomicUsize::new(4),
+        });
+        let wal = Arc::new(WalBackend::open(slow, &dir.path().join("wal")).unwrap());
+        // 256 KiB per commit, so that a table fills (32 MiB) within one
+        // slow engine commit.
+        let value = vec![0x5a; 64 * 1024];
+        let per_writer = 1600u32;
+        std::thread::scope(|scope| {
+            for w in 0..2u8 {
+                let (wal, value) = (Arc::clone(&wal), &value);
+                scope.spawn(move || {
+                    for n in (0..per_writer).step_by(4) {
+                        let changes: Vec<_> = (n..n + 4)
+                            .map(|n| {
+                                let mut key = vec![b'w', w];
+                                key.extend_from_slice(&n.to_be_bytes());
+                                (key, Some(value.clone()))
+                            })
+                            .collect();
+                        wal.commit(&changes).unwrap();
+                    }
+                });
+            }
+        });
+        let missing = |b: &dyn mailnotary::store::Backend| -> Vec<(u8, u32)> {
+            let mut out = Vec::new();
+            for w in 0..2u8 {
+                for n in 0..per_writer {
+                    let mut key = vec![b'w', w];
+                    key.extend_from_slice(&n.to_be_bytes());
+                    if b.get(&key).unwrap().is_none() {
+                        out.push((w, n));
+                    }
+                }
+            }
+            out
+        };
+        let lost = missing(wal.as_ref());
+        assert!(
+            lost.is_empty(),
+            "{backend:?}: {} writes not readable",
+            lost.len()
+        );
+        drop(wal);
+        let plain = engine(backend, dir.path());
+        let lost = missing(plain.as_ref());
+        assert!(
+            lost.is_empty(),
+            "{backend:?}: {} acknowledged writes never reached the engine, from {:?} to {:?}",
+            lost.len(),
+            lost.first(),
+            lost.last()
+        );
+    }
+}

@@ -368,8 +368,24 @@ fn replay(inner: &dyn Backend, dir: &Path) -> Result<u64, StoreError> {
 
 impl Shared {
     /// Moves the active table to the engine's queue, starting a new log
-    /// file for what comes after. Called with the log lock held.
+    /// file for what comes after; does nothing while a batch is still
+    /// queued or when there is nothing to move. Called with the log lock
+    /// held.
+    ///
+    /// The check is made here, under the log lock that every caller holds,
+    /// because a caller's own earlier look at the tables may be stale: the
+    /// applier decides that the active table is old enough, then waits for
+    /// the log lock while a writer freezes the same table because it is
+    /// full. Freezing again would replace the queued batch with the next
+    /// one, and the log files of both would be deleted once the second
+    /// reached the engine: acknowledged writes lost.
     fn freeze(&self, log: &mut Log) -> Result<(), StoreError> {
+        {
+            let tables = self.tables.read().map_err(|_| poisoned())?;
+            if tables.frozen.is_some() || tables.active.is_empty() {
+                return Ok(());
+            }
+        }
         let next = new_log(&self.dir, log.number + 1)?;
         let done = std::mem::replace(log, next).number;
         let mut tables = self.tables.write().map_err(|_| poisoned())?;
