@@ -107,14 +107,23 @@ impl Archive {
             return Ok(Some(self.resolve_alias(read_thread(&t)?)?));
         }
         if let Some(thread) = ThreadId::parse(text.trim()) {
-            let thread = self.resolve_alias(thread)?;
-            let prefix = keys::key(keys::THREAD_MESSAGE, &[&thread.0.to_be_bytes()]);
-            let mut exists = false;
-            self.store().scan_prefix(&prefix, &mut |_, _| {
-                exists = true;
-                false
-            })?;
-            return Ok(exists.then_some(thread));
+            // As in [`Archive::thread`]: a merge between the alias and the
+            // scan empties the old number, so look at the alias again.
+            let mut thread = self.resolve_alias(thread)?;
+            for _ in 0..64 {
+                let prefix = keys::key(keys::THREAD_MESSAGE, &[&thread.0.to_be_bytes()]);
+                let mut exists = false;
+                self.store().scan_prefix(&prefix, &mut |_, _| {
+                    exists = true;
+                    false
+                })?;
+                let now = self.resolve_alias(thread)?;
+                if now == thread {
+                    return Ok(exists.then_some(thread));
+                }
+                thread = now;
+            }
+            return Err(StoreError::Corrupt(format!("thread {thread} keeps being merged")).into());
         }
         if let Ok(id) = text.trim().parse::<ReceiptId>()
             && let Some(record) = self.message(&id)?
@@ -135,8 +144,28 @@ impl Archive {
     }
 
     /// The whole thread with its gaps.
+    ///
+    /// A thread is read in several steps while messages may be arriving. A
+    /// message that links two threads merges the later into the earlier in
+    /// one commit (its entries move, and an alias is left behind); a read
+    /// that met the old thread number before the merge and scanned it after
+    /// would find it empty. So the alias is looked at again at the end, and
+    /// the read starts over on the merged thread when one appeared.
     pub fn thread(&self, thread: ThreadId) -> Result<ThreadView, ArchiveError> {
-        let thread = self.resolve_alias(thread)?;
+        let mut thread = self.resolve_alias(thread)?;
+        // Each merge lowers the number; the bound guards a corrupt store.
+        for _ in 0..64 {
+            let view = self.thread_once(thread)?;
+            let now = self.resolve_alias(thread)?;
+            if now == thread {
+                return Ok(view);
+            }
+            thread = now;
+        }
+        Err(StoreError::Corrupt(format!("thread {thread} keeps being merged")).into())
+    }
+
+    fn thread_once(&self, thread: ThreadId) -> Result<ThreadView, ArchiveError> {
         let mut messages = self.thread_records(thread)?;
         messages
             .sort_by(|a, b| (a.sort_time(), &a.receipt_id).cmp(&(b.sort_time(), &b.receipt_id)));
