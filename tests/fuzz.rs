@@ -11,13 +11,20 @@
 //!
 //! `MAILNOTARY_FUZZ_ROUNDS` scales the runs (default 1: a few seconds per
 //! target in a debug build; the notes record longer runs).
+//!
+//! What each target does with an input, and what must hold after, is
+//! written once in `fuzz/checks.rs` and shared with the coverage-guided
+//! cargo-fuzz targets under `fuzz/` (nightly). Their committed corpora are
+//! replayed here on every run, so an input they found stays fixed on the
+//! stable toolchain too.
 // A panic is how a test reports a failure.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../fuzz/checks.rs"]
+mod checks;
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use common::{Daemon, dispute_file, mailnotary, root};
 
@@ -180,19 +187,22 @@ fn mail_seeds() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Analyzes `bytes` on a thread and waits for it, so that a regression to
-/// an endless walk fails the test instead of hanging it.
-fn analyze_within(bytes: Vec<u8>, limit: std::time::Duration) -> mailnotary::analysis::Analysis {
+/// Runs `f` on a thread and waits for it, so that a regression to an
+/// endless walk fails the test instead of hanging it.
+fn within<T: Send + 'static>(
+    limit: std::time::Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(mailnotary::analysis::analyze(&bytes));
+        let _ = tx.send(f());
     });
     match rx.recv_timeout(limit) {
-        Ok(analysis) => analysis,
+        Ok(value) => value,
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            panic!("the analysis did not finish within {limit:?}")
+            panic!("the check did not finish within {limit:?}")
         }
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the analysis panicked"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the check panicked"),
     }
 }
 
@@ -204,8 +214,9 @@ fn inputs_found_by_fuzzing_stay_fixed() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "eml") {
             let bytes = std::fs::read(&path).unwrap();
-            let analysis = analyze_within(bytes.clone(), std::time::Duration::from_secs(60));
-            assert_eq!(analysis.size, bytes.len() as u64, "{}", path.display());
+            within(std::time::Duration::from_secs(60), move || {
+                checks::mail(&bytes)
+            });
             checked += 1;
         }
     }
@@ -217,13 +228,10 @@ fn mime_analysis_and_the_canonical_form_survive_mutated_mail() {
     let seeds = mail_seeds();
     assert!(seeds.len() > 50, "{}", seeds.len());
     fuzz("analyze", &seeds, 3000, &|bytes| {
-        let analysis = analyze_within(bytes.to_vec(), std::time::Duration::from_secs(60));
-        assert_eq!(analysis.size, bytes.len() as u64);
-        // The canonical digest is a pure function of the bytes.
-        assert_eq!(
-            mailnotary::canonical::digest(bytes),
-            mailnotary::canonical::digest(bytes)
-        );
+        let bytes = bytes.to_vec();
+        within(std::time::Duration::from_secs(60), move || {
+            checks::mail(&bytes)
+        });
     });
 }
 
@@ -295,70 +303,22 @@ fn decoders_and_verify_survive_mutated_evidence() {
     let dir = tempfile::tempdir().unwrap();
     let m = made(dir.path());
     fuzz("receipt-content", &m.contents, 3000, &|bytes| {
-        let _ = mailnotary::receipt::content::ReceiptContent::from_der(bytes);
+        checks::receipt(&m.trust, bytes)
     });
-    fuzz("evidence-record", &m.records, 3000, &|bytes| {
-        if let Ok(record) = mailnotary::ers::parse(bytes) {
-            for stamp in record.archive_time_stamp_sequence.iter().flatten() {
-                let _ = stamp.reduced();
-                let _ = stamp.token();
-            }
-        }
-    });
-    fuzz("token", &m.tokens, 3000, &|bytes| {
-        let _ = mailnotary::tsa::token::inspect(bytes);
-        let _ = mailnotary::tsa::token::token_bytes(bytes);
-    });
+    fuzz("evidence-record", &m.records, 3000, &checks::evidence);
+    fuzz("token", &m.tokens, 3000, &checks::evidence);
     fuzz("signed-data", &m.receipts, 2000, &|bytes| {
-        let _ = m.trust.verify(bytes, None);
-        let _ = mailnotary::signing::unverified_content(bytes);
+        checks::receipt(&m.trust, bytes)
     });
     // verify with every part mutated: the file, the receipt, the record.
     let triples: Vec<Vec<u8>> = (0..m.receipts.len())
-        .map(|i| {
-            let mut joined = Vec::new();
-            for part in [&m.messages[i], &m.receipts[i], &m.records[i]] {
-                joined.extend_from_slice(&(part.len() as u32).to_be_bytes());
-                joined.extend_from_slice(part);
-            }
-            joined
-        })
+        .map(|i| checks::join([&m.messages[i], &m.receipts[i], &m.records[i]]))
         .collect();
     fuzz("verify", &triples, 1500, &|bytes| {
-        // Split back into three parts where the lengths allow; mutated
-        // lengths fall back to an original part.
-        let mut parts: Vec<Vec<u8>> = Vec::new();
-        let mut rest = bytes;
-        for _ in 0..3 {
-            let part = if rest.len() >= 4 {
-                let n = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-                if n <= rest.len() - 4 {
-                    let p = rest[4..4 + n].to_vec();
-                    rest = &rest[4 + n..];
-                    p
-                } else {
-                    rest = &[];
-                    Vec::new()
-                }
-            } else {
-                Vec::new()
-            };
-            parts.push(part);
-        }
-        let report = mailnotary::archive::verify::verify_with(
-            Some(&parts[0]),
-            &mailnotary::archive::verify::Evidence {
-                receipt: parts[1].clone(),
-                record: Some(parts[2].clone()),
-            },
-            &m.trust,
-        );
-        // A mutated input may still verify (a change outside what is
-        // signed), but never without a passing check for every link.
-        if report.verified {
-            assert!(report.checks.iter().all(|c| c.ok));
-        }
+        checks::verify(&m.trust, bytes)
     });
+    let bundle = std::fs::read(root().join("fuzz/seeds/bundle/thread.zip")).unwrap();
+    fuzz("bundle", &[bundle], 300, &checks::bundle);
 }
 
 #[test]
@@ -390,45 +350,23 @@ fn the_dkim_verifier_survives_mutated_signed_mail() {
     });
 }
 
-#[test]
-fn the_smtp_listener_survives_mutated_sessions() {
+/// Sends `bytes` as one SMTP session, closes the write side, and checks
+/// what came back.
+fn smtp_exchange(addr: std::net::SocketAddr, bytes: &[u8]) {
     use std::io::{Read, Write};
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(&dir.path().join("data"), &[]);
-    let message = std::fs::read(root().join(dispute_file(2))).unwrap();
-    let mut session = b"EHLO fuzz.example\r\nMAIL FROM:<a@b.example> SIZE=100\r\n\
-        RCPT TO:<archive@localhost>\r\nDATA\r\n"
-        .to_vec();
-    session.extend_from_slice(&message);
-    session.extend_from_slice(b"\r\n.\r\nBDAT 5 LAST\r\nhello RSET\r\nNOOP\r\nQUIT\r\n");
-    let seeds = vec![
-        session,
-        b"HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<archive@localhost>\r\nBDAT 10\r\n0123456789QUIT\r\n"
-            .to_vec(),
-        b"EHLO x\r\nSTARTTLS\r\nVRFY root\r\nEXPN all\r\nHELP\r\nQUIT\r\n".to_vec(),
-    ];
-    let addr = daemon.smtp;
-    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    fuzz("smtp", &seeds, 150, &|bytes| {
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_millis(300)))
-            .unwrap();
-        let _ = stream.write_all(bytes);
-        let _ = stream.shutdown(std::net::Shutdown::Write);
-        let mut answer = Vec::new();
-        let _ = stream.read_to_end(&mut answer);
-        // Every answer line is an SMTP reply: three digits first.
-        for line in answer.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            assert!(
-                line.len() >= 3 && line[..3].iter().all(u8::is_ascii_digit),
-                "not a reply line: {:?}",
-                String::from_utf8_lossy(line)
-            );
-        }
-        sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    });
-    // Still alive and still sane.
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let _ = stream.write_all(bytes);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    checks::smtp_answer(&answer);
+}
+
+/// The daemon is alive, healthy and has not panicked; it stops cleanly.
+fn still_sane(daemon: Daemon) {
     let health = daemon.health();
     assert_eq!(health["status"], "ok", "{health}");
     assert!(
@@ -437,4 +375,70 @@ fn the_smtp_listener_survives_mutated_sessions() {
         daemon.log_text()
     );
     assert_eq!(daemon.stop().code(), Some(0));
+}
+
+/// The files of `fuzz/seeds/TARGET` and `fuzz/corpus/TARGET` (the corpus
+/// the coverage-guided runs grew and minimized), in name order.
+fn committed_inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut paths = Vec::new();
+    for folder in ["seeds", "corpus"] {
+        let dir = root().join("fuzz").join(folder).join(target);
+        if dir.is_dir() {
+            files_under(&dir, &mut paths);
+        }
+    }
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn the_smtp_listener_survives_mutated_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("data"), &[]);
+    let message = std::fs::read(root().join(dispute_file(2))).unwrap();
+    let mut session = b"EHLO fuzz.example\r\nMAIL FROM:<a@b.example> SIZE=100\r\n\
+        RCPT TO:<archive@localhost>\r\nDATA\r\n"
+        .to_vec();
+    session.extend_from_slice(&message);
+    session.extend_from_slice(b"\r\n.\r\nBDAT 5 LAST\r\nhello RSET\r\nNOOP\r\nQUIT\r\n");
+    let mut seeds = vec![session];
+    seeds.extend(committed_inputs("smtp_session").into_iter().map(|(_, b)| b));
+    let addr = daemon.smtp;
+    fuzz("smtp", &seeds, 150, &|bytes| smtp_exchange(addr, bytes));
+    still_sane(daemon);
+}
+
+#[test]
+fn the_committed_fuzz_corpora_replay_cleanly() {
+    let trust = checks::fixture_trust();
+    let mut counts = Vec::new();
+    let mut run = |target: &str, check: &dyn Fn(&[u8])| {
+        let inputs = committed_inputs(target);
+        assert!(!inputs.is_empty(), "fuzz/seeds/{target} is empty");
+        for (path, bytes) in &inputs {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(bytes)));
+            assert!(outcome.is_ok(), "{target}: {} fails", path.display());
+        }
+        counts.push(format!("{target} {}", inputs.len()));
+    };
+    run("mail", &|b| {
+        let b = b.to_vec();
+        within(std::time::Duration::from_secs(60), move || checks::mail(&b))
+    });
+    run("receipt", &|b| checks::receipt(&trust, b));
+    run("evidence", &checks::evidence);
+    run("verify", &|b| checks::verify(&trust, b));
+    run("bundle", &checks::bundle);
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("data"), &[]);
+    let addr = daemon.smtp;
+    run("smtp_session", &|b| smtp_exchange(addr, b));
+    still_sane(daemon);
+    eprintln!("replayed: {}", counts.join(", "));
 }

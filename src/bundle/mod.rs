@@ -354,13 +354,26 @@ pub struct ReadError {
 
 /// Reads the manifest, receipts and evidence records of the bundle at `path`.
 pub fn read(path: &Path) -> Result<OpenedBundle, ReadError> {
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| ReadError {
+        path: name.clone(),
+        detail: e.to_string(),
+    })?;
+    read_from(file, &name)
+}
+
+/// Reads a bundle from `reader`; `name` is how errors call it.
+pub fn read_from<R: std::io::Read + std::io::Seek>(
+    reader: R,
+    name: &str,
+) -> Result<OpenedBundle, ReadError> {
     use std::io::Read;
     let error = |detail: String| ReadError {
-        path: path.display().to_string(),
+        path: name.to_string(),
         detail,
     };
-    let file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| error(format!("not a zip file: {e}")))?;
+    let mut zip =
+        zip::ZipArchive::new(reader).map_err(|e| error(format!("not a zip file: {e}")))?;
     let mut member = |name: &str| -> Result<Option<Vec<u8>>, ReadError> {
         let mut entry = match zip.by_name(name) {
             Ok(entry) => entry,
