@@ -15,7 +15,7 @@
 //! `MAILNOTARY_BENCH_MESSAGES` changes N.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use mailnotary::archive::Archive;
@@ -23,6 +23,9 @@ use mailnotary::config::DnsConfig;
 use mailnotary::dkim::Verifier;
 use mailnotary::envelope::{Envelope, Source};
 use mailnotary::store::StoreOptions;
+
+#[path = "../tests/common/dns.rs"]
+mod dns;
 
 fn message(i: usize) -> String {
     let mut body = String::new();
@@ -71,40 +74,6 @@ fn sign(dir: &Path, selector: &str, key: &str, range: std::ops::Range<usize>) ->
     )
 }
 
-fn dnsmasq(dir: &Path, records: &[(String, String)]) -> Option<(Child, u16)> {
-    let program = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())?;
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .ok()?
-        .port();
-    let mut conf = format!(
-        "port={port}\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\n\
-         local-ttl=3600\nlocal=/huarui.example/\n"
-    );
-    for (name, text) in records {
-        let chunks: Vec<String> = text
-            .as_bytes()
-            .chunks(200)
-            .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-            .collect();
-        conf.push_str(&format!("txt-record={name},{}\n", chunks.join(",")));
-    }
-    let path = dir.join("dnsmasq.conf");
-    std::fs::write(&path, conf).ok()?;
-    let child = Command::new(program)
-        .arg("--keep-in-foreground")
-        .arg(format!("--conf-file={}", path.display()))
-        .arg("--pid-file")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    Some((child, port))
-}
-
 /// Ingests `messages` from 8 threads into a new archive; messages/s.
 fn ingest(dir: &Path, messages: &[Vec<u8>], verifier: Option<Verifier>) -> (f64, Archive) {
     let archive = Archive::open(dir, &StoreOptions::default()).expect("the archive opens");
@@ -148,15 +117,18 @@ fn main() {
     let half = count / 2;
     let rsa = sign(dir, "rsa", "rsa", 0..half);
     let ed = sign(dir, "ed", "ed25519", half..count);
-    let Some((mut dns, port)) = dnsmasq(dir, &[rsa, ed]) else {
-        eprintln!("dnsmasq is not installed (Debian package dnsmasq-base): nothing measured");
-        return;
+    let mut dns = match dns::DnsServer::launch(dir, &[rsa, ed]) {
+        Ok(dns) => dns,
+        Err(why) => {
+            eprintln!("{why}: nothing measured");
+            return;
+        }
     };
     let messages: Vec<Vec<u8>> = (0..count)
         .map(|i| std::fs::read(dir.join(format!("{i}.eml"))).expect("signed message"))
         .collect();
     let config = DnsConfig {
-        nameservers: vec![format!("127.0.0.1:{port}")],
+        nameservers: vec![dns.address()],
         timeout_ms: 2000,
     };
 
@@ -177,8 +149,7 @@ fn main() {
 
     let (off, _) = ingest(&dir.join("off"), &messages, None);
     let (on, archive) = ingest(&dir.join("on"), &messages, Some(verifier));
-    let _ = dns.kill();
-    let _ = dns.wait();
+    dns.stop();
     // The checked run really checked.
     let all = mailnotary::archive::query::Query {
         selector: mailnotary::archive::query::Selector::All,

@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod dns;
+pub use dns::DnsServer;
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -440,114 +443,16 @@ impl Drop for Dovecot {
     }
 }
 
-/// A private dnsmasq (Debian package dnsmasq-base) answering TXT queries
-/// on a loopback port from the records it was started with; names under
-/// their domains that it does not hold get NXDOMAIN. Stopped on drop.
-pub struct DnsServer {
-    child: Option<std::process::Child>,
-    pub port: u16,
-}
-
 impl DnsServer {
     /// Starts dnsmasq in `dir` with `records` (name, TXT text); `None`
     /// (with the test skipped) when dnsmasq is not installed.
     pub fn start(test: &str, dir: &Path, records: &[(String, String)]) -> Option<DnsServer> {
-        let program = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
-            .into_iter()
-            .find(|p| Path::new(p).exists());
-        let Some(program) = program else {
-            skip(
-                test,
-                "dnsmasq is not installed (Debian package dnsmasq-base)",
-            );
-            return None;
-        };
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .expect("a free UDP port")
-            .port();
-        let mut conf = format!(
-            "port={port}\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\n\
-             local-ttl=300\n"
-        );
-        let mut domains: Vec<String> = Vec::new();
-        for (name, text) in records {
-            // A TXT string holds at most 255 bytes: longer records are
-            // served as several strings, which readers join.
-            let chunks: Vec<String> = text
-                .as_bytes()
-                .chunks(200)
-                .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-                .collect();
-            conf.push_str(&format!("txt-record={name},{}\n", chunks.join(",")));
-            if let Some((_, domain)) = name.split_once("._domainkey.")
-                && !domains.iter().any(|d| d == domain)
-            {
-                domains.push(domain.to_string());
+        match DnsServer::launch(dir, records) {
+            Ok(server) => Some(server),
+            Err(why) => {
+                skip(test, &why);
+                None
             }
         }
-        for domain in &domains {
-            conf.push_str(&format!("local=/{domain}/\n"));
-        }
-        std::fs::create_dir_all(dir).unwrap();
-        let path = dir.join("dnsmasq.conf");
-        std::fs::write(&path, conf).unwrap();
-        let child = Command::new(program)
-            .arg("--keep-in-foreground")
-            .arg(format!("--conf-file={}", path.display()))
-            .arg("--pid-file")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("dnsmasq starts");
-        let server = DnsServer {
-            child: Some(child),
-            port,
-        };
-        // Ready once it answers a query.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !server.answers() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "dnsmasq did not answer on port {port}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Some(server)
-    }
-
-    /// `127.0.0.1:PORT`, for `[dns] nameservers`.
-    pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn answers(&self) -> bool {
-        let Ok(socket) = std::net::UdpSocket::bind("127.0.0.1:0") else {
-            return false;
-        };
-        let _ = socket.set_read_timeout(Some(std::time::Duration::from_millis(200)));
-        // A query for the TXT records of "probe.invalid".
-        let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        for label in ["probe", "invalid"] {
-            query.push(label.len() as u8);
-            query.extend_from_slice(label.as_bytes());
-        }
-        query.extend_from_slice(&[0, 0, 16, 0, 1]);
-        let mut buf = [0u8; 512];
-        socket.send_to(&query, ("127.0.0.1", self.port)).is_ok() && socket.recv(&mut buf).is_ok()
-    }
-
-    /// Stops the server: from now on its port does not answer.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for DnsServer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
