@@ -3,7 +3,10 @@
 //! 50 MB attachment, 10,000 MIME parts, a 1 MB header line, multiparts
 //! nested 1,000 deep, NUL bytes, invalid UTF-8 everywhere). Each one is
 //! stored with the SHA-256 of exactly its bytes, or refused with a reason;
-//! nothing panics, and the daemon's memory stays within a bound.
+//! nothing panics, and the daemon's memory stays within a bound. Then every
+//! message of `sample-mails/` and of `../shared/corpus/` (when it is beside
+//! the repository) through SMTP; `tests/ingest_cli.rs` takes the same mail
+//! through `ingest`.
 // A panic is how a test reports a failure.
 #![allow(clippy::unwrap_used)]
 
@@ -11,7 +14,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Daemon, mailnotary, python_json, stderr, stdout};
+use common::{Daemon, mailnotary, python_json, root, shared_corpus, stderr, stdout};
 use sha2::{Digest, Sha256};
 
 fn head(subject: &str, id: &str) -> String {
@@ -185,5 +188,71 @@ fn extremes_are_stored_exactly_or_refused_with_a_reason() {
     let stored = Path::new(&daemon.data).to_path_buf();
     assert_eq!(daemon.stop().code(), Some(0));
     let out = mailnotary(&stored, &["check"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+}
+
+#[test]
+fn every_sample_and_corpus_message_over_smtp_is_stored_with_its_digest() {
+    // The messages as `ingest` finds them (an mbox gives several), each
+    // written to its own file for the SMTP client.
+    let mut paths = vec![root().join("sample-mails")];
+    match shared_corpus() {
+        Some(corpus) => paths.push(corpus),
+        None => common::note_skip(
+            "the ../shared/corpus half of the SMTP corpus test",
+            "../shared/corpus is not beside the repository",
+        ),
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    mailnotary::source::walk(&paths, &mut |found| {
+        if let mailnotary::source::Found::Message { bytes, .. } = found {
+            let path = dir.path().join(format!("{:04}.eml", files.len()));
+            std::fs::write(&path, bytes).unwrap();
+            files.push(path.display().to_string());
+        }
+    });
+    assert!(files.len() > 300, "only {} messages found", files.len());
+
+    let daemon = Daemon::start(&dir.path().join("data"), &[]);
+    let mut args = vec!["--port".to_string(), daemon.smtp.port().to_string()];
+    args.extend(files.iter().cloned());
+    let sent = python_json("smtp_send.py", &args);
+    let sent = sent.as_array().unwrap();
+    assert_eq!(sent.len(), files.len());
+    daemon.wait_stamped(std::time::Duration::from_secs(120));
+    let listed = mailnotary(&daemon.data, &["lookup", "--all", "--json"]);
+    let stored: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    let digests: std::collections::HashSet<&str> = stored
+        .iter()
+        .filter_map(|m| m["raw_sha256"].as_str())
+        .collect();
+    // Every one is taken: the client makes line ends CRLF, and none is
+    // over the size limit.
+    for reply in sent {
+        let code = reply["code"].as_u64().unwrap();
+        assert_eq!(code, 250, "{}: {}", reply["file"], reply["reply"]);
+        let sha = reply["sha256"].as_str().unwrap();
+        assert!(
+            digests.contains(sha),
+            "{}: answered 250 but not stored with its digest",
+            reply["file"]
+        );
+    }
+    assert!(stored.iter().all(|m| m["status"] == "stamped"));
+    eprintln!(
+        "{} messages over SMTP, all answered 250 and stored with their digests ({} stored: \
+         identical copies are one message with several sightings)",
+        files.len(),
+        stored.len()
+    );
+    let log = daemon.log_text();
+    // The MIME parser's own panics are caught and logged as such (the
+    // message is kept as unparseable); any other panic is a failure.
+    let panics: Vec<&str> = log.lines().filter(|l| l.contains("panicked at")).collect();
+    assert!(panics.is_empty(), "panics in the daemon's log: {panics:?}");
+    let data = daemon.data.clone();
+    assert_eq!(daemon.stop().code(), Some(0));
+    let out = mailnotary(&data, &["check"]);
     assert!(out.status.success(), "{}", stdout(&out));
 }
