@@ -4,10 +4,17 @@
 //! One file, `store.redb`, with one table of byte keys and byte values.
 //! Every commit uses redb's default durability, which syncs the file before
 //! the commit returns, so a write acknowledged by [`super::Store::write`]
-//! survives a crash or a power failure. After an unclean shutdown redb
-//! repairs the file when it is next opened; that takes longer as the file
-//! grows (about a second per 400 MB measured on the development machines),
-//! and `bench/` measures it at a million messages.
+//! survives a crash or a power failure.
+//!
+//! Every commit also saves redb's allocator state ("quick repair"), so that
+//! opening the file after an unclean shutdown does not walk the whole file
+//! to rebuild it. Without it the repair grew with the file, to 33 s at a
+//! million messages (11 GB), during which a restarted gateway answered
+//! nothing. Measured with `bench/million` at 200,000 messages: reopening
+//! after kill -9 took 0.32 s instead of 3.28 s (archive mode) and 0.08 s
+//! instead of 1.63 s (hash-only), for 3 to 10 per cent of ingest rate;
+//! the write-ahead log in front keeps engine commits few and large, which
+//! is what makes the extra write per commit cheap.
 //!
 //! redb allows one process per file; a second one gets
 //! [`StoreError::Locked`].
@@ -68,7 +75,8 @@ impl RedbBackend {
             })?;
         // Create the table up front so that readers never meet a store
         // without it.
-        let txn = db.begin_write().map_err(backend_error)?;
+        let mut txn = db.begin_write().map_err(backend_error)?;
+        txn.set_quick_repair(true);
         txn.open_table(KV).map_err(backend_error)?;
         txn.commit().map_err(backend_error)?;
         Ok(db)
@@ -99,7 +107,8 @@ impl RedbBackend {
     }
 
     fn commit_on(db: &Database, changes: &[Change]) -> Result<(), StoreError> {
-        let txn = db.begin_write().map_err(backend_error)?;
+        let mut txn = db.begin_write().map_err(backend_error)?;
+        txn.set_quick_repair(true);
         {
             let mut table = txn.open_table(KV).map_err(backend_error)?;
             for (key, value) in changes {
