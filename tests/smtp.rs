@@ -1240,3 +1240,38 @@ fn commands_run_through_the_running_daemon() {
     let out = run(dir.path(), &["lookup", "--all"]);
     assert!(out.status.success());
 }
+
+/// A second gateway started on a data directory that a running one holds
+/// stops at once with an error that names the cause and the way out; the
+/// first goes on taking mail.
+#[test]
+fn a_second_gateway_on_the_same_store_is_refused_clearly() {
+    for backend in ["redb", "sled"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let config = config_with(dir.path(), "");
+        let global = ["--config", config.to_str().unwrap(), "--store", backend];
+        let daemon = Daemon::start(&data, &global);
+        let second = std::process::Command::new(env!("CARGO_BIN_EXE_mailnotary"))
+            .arg("--data")
+            .arg(&data)
+            .args(global)
+            .args(["serve", "--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = stderr(&second);
+        assert_ne!(second.status.code(), Some(0), "{backend}: {text}");
+        assert!(
+            text.contains("open in another process") && text.contains("mailnotary serve"),
+            "{backend}: {text}"
+        );
+        // The first one is unharmed.
+        let mut c = Raw::connect(daemon.smtp);
+        c.begin("a@example.com");
+        let (code, text) = c.data(&message("second-opener", "still here"));
+        assert_eq!(code, 250, "{backend}: {text}");
+        daemon.wait_stamped(Duration::from_secs(30));
+        assert_eq!(daemon.stop().code(), Some(0));
+    }
+}
