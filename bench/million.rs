@@ -24,6 +24,11 @@ use mailnotary::envelope::{Envelope, Source};
 use mailnotary::policy::{Known, Policy};
 use mailnotary::receipt::content::Issuer;
 use mailnotary::store::{BackendKind, StoreOptions};
+
+/// The allocator the `mailnotary` binary uses, so that memory is measured
+/// as the gateway runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use mailnotary::tsa::pki::LocalPki;
 
 /// A small deterministic generator.
