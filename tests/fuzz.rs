@@ -379,13 +379,21 @@ fn still_sane(daemon: Daemon) {
 
 /// The files of `fuzz/seeds/TARGET` and `fuzz/corpus/TARGET` (the corpus
 /// the coverage-guided runs grew and minimized), in name order.
+/// The inputs a clean checkout holds for a fuzz target: its seeds, its
+/// committed corpus and, for `mail`, the repository's own test messages,
+/// which are that target's seeds (see fuzz/run.sh).
 fn committed_inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut dirs = vec![
+        root().join("fuzz/seeds").join(target),
+        root().join("fuzz/corpus").join(target),
+    ];
+    if target == "mail" {
+        dirs.push(root().join("tests/data/fuzz"));
+        dirs.push(root().join("tests/data/canonical"));
+    }
     let mut paths = Vec::new();
-    for folder in ["seeds", "corpus"] {
-        let dir = root().join("fuzz").join(folder).join(target);
-        if dir.is_dir() {
-            files_under(&dir, &mut paths);
-        }
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        files_under(dir, &mut paths);
     }
     paths.sort();
     paths
@@ -420,7 +428,10 @@ fn the_committed_fuzz_corpora_replay_cleanly() {
     let mut counts = Vec::new();
     let mut run = |target: &str, check: &dyn Fn(&[u8])| {
         let inputs = committed_inputs(target);
-        assert!(!inputs.is_empty(), "fuzz/seeds/{target} is empty");
+        assert!(
+            !inputs.is_empty(),
+            "no committed inputs for the {target} fuzz target"
+        );
         for (path, bytes) in &inputs {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(bytes)));
             assert!(outcome.is_ok(), "{target}: {} fails", path.display());
