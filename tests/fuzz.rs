@@ -377,11 +377,10 @@ fn still_sane(daemon: Daemon) {
     assert_eq!(daemon.stop().code(), Some(0));
 }
 
-/// The files of `fuzz/seeds/TARGET` and `fuzz/corpus/TARGET` (the corpus
-/// the coverage-guided runs grew and minimized), in name order.
-/// The inputs a clean checkout holds for a fuzz target: its seeds, its
-/// committed corpus and, for `mail`, the repository's own test messages,
-/// which are that target's seeds (see fuzz/run.sh).
+/// The inputs a clean checkout holds for a fuzz target, in path order: its
+/// seeds, the corpus the coverage-guided runs grew and minimized where it
+/// is committed, and for `mail` the repository's own test messages, which
+/// are that target's seeds (see fuzz/run.sh).
 fn committed_inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let mut dirs = vec![
         root().join("fuzz/seeds").join(target),
