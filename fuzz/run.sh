@@ -11,24 +11,16 @@ target="${1:?usage: fuzz/run.sh TARGET [SECONDS]}"
 seconds="${2:-600}"
 shift $(( $# > 1 ? 2 : 1 ))
 options=(-max_total_time="$seconds" -timeout=30 -print_final_stats=1)
-seeds=()
+read -ra dirs <<< "$(awk -v t="$target" '$1 == t { $1 = ""; print }' "$here/seeds.txt")"
+if [ "${#dirs[@]}" -eq 0 ]; then
+    echo "unknown target $target: mail, smtp_session, receipt, evidence, verify or bundle" >&2
+    exit 2
+fi
+seeds=("${dirs[@]/#/$repo/}")
 case "$target" in
-    mail)
-        seeds=("$repo/sample-mails" "$repo/tests/data/canonical" "$repo/tests/data/fuzz")
-        options+=(-max_len=65536) ;;
-    evidence)
-        seeds=("$here/seeds/evidence" "$repo/tests/data/tsa-tokens") ;;
-    smtp_session)
-        seeds=("$here/seeds/smtp_session")
-        options+=(-detect_leaks=0 -max_len=16384) ;;
-    bundle)
-        seeds=("$here/seeds/bundle")
-        options+=(-max_len=262144) ;;
-    receipt|verify)
-        seeds=("$here/seeds/$target") ;;
-    *)
-        echo "unknown target $target: mail, smtp_session, receipt, evidence, verify or bundle" >&2
-        exit 2 ;;
+    mail) options+=(-max_len=65536) ;;
+    smtp_session) options+=(-detect_leaks=0 -max_len=16384) ;;
+    bundle) options+=(-max_len=262144) ;;
 esac
 mkdir -p "$here/corpus/$target"
 cd "$repo"

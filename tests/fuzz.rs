@@ -377,19 +377,18 @@ fn still_sane(daemon: Daemon) {
     assert_eq!(daemon.stop().code(), Some(0));
 }
 
-/// The inputs a clean checkout holds for a fuzz target, in path order: its
-/// seeds, the corpus the coverage-guided runs grew and minimized where it
-/// is committed, and for `mail` the repository's own test messages, which
-/// are that target's seeds (see fuzz/run.sh).
+/// The inputs a clean checkout holds for a fuzz target, in path order: the
+/// seed folders `fuzz/seeds.txt` names for it (the same that fuzz/run.sh
+/// hands to libFuzzer) and the corpus the coverage-guided runs grew and
+/// minimized, where it is committed.
 fn committed_inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut dirs = vec![
-        root().join("fuzz/seeds").join(target),
-        root().join("fuzz/corpus").join(target),
-    ];
-    if target == "mail" {
-        dirs.push(root().join("tests/data/fuzz"));
-        dirs.push(root().join("tests/data/canonical"));
-    }
+    let list = std::fs::read_to_string(root().join("fuzz/seeds.txt")).unwrap();
+    let mut dirs: Vec<PathBuf> = list
+        .lines()
+        .filter_map(|line| line.strip_prefix(target)?.strip_prefix(' '))
+        .flat_map(|rest| rest.split_whitespace().map(|d| root().join(d)))
+        .collect();
+    dirs.push(root().join("fuzz/corpus").join(target));
     let mut paths = Vec::new();
     for dir in dirs.iter().filter(|d| d.is_dir()) {
         files_under(dir, &mut paths);
